@@ -1,0 +1,21 @@
+// CUDA entry points whose kernels are not written yet: each reports
+// MOEQ_ERR_UNSUPPORTED. Every function here moves to its own kernel file as it lands.
+#include "core/backend.hpp"
+#include "core/error.hpp"
+
+namespace moeq::cuda {
+namespace {
+[[noreturn]] void pending(const char* op) {
+  fail(MOEQ_ERR_UNSUPPORTED, std::string(op) + " on CUDA tensors is not implemented yet; use CPU tensors");
+}
+}  // namespace
+
+void quantize(const QuantizeProblem&, void*) { pending("quantize"); }
+void dequantize(const DequantizeProblem&, void*) { pending("dequantize"); }
+size_t quantize_workspace_bytes(const QuantizedBuffers&) { return 0; }
+void expert_gemm(const ExpertGemmProblem&, void*) { pending("expert_gemm_lora"); }
+void expert_gemm_backward(const ExpertGemmGradProblem&, void*) { pending("expert_gemm_lora_backward"); }
+size_t expert_gemm_workspace_bytes(const ExpertGemmProblem&) { return 0; }
+size_t expert_gemm_backward_workspace_bytes(const ExpertGemmGradProblem&) { return 0; }
+
+}  // namespace moeq::cuda
