@@ -94,10 +94,7 @@ ExpertGemmCommon check_common(const moeq_qtensor* weight, int32_t layout,
   common.device_id = device.id;
   common.activation_type = activation;
   Device weight_device;
-  common.weight = check_qtensor(weight, "weight", &weight_device);
-  if (!(weight_device == device))
-    fail_argument("weight.packed", "expected a tensor on " + device_name(device) +
-                                       " like x, got one on " + device_name(weight_device));
+  common.weight = check_qtensor(weight, "weight", &weight_device, &device, "the activations");
   if (weight->ndim != 3)
     fail_argument("weight", "expected 3 dims [E, N, K] or [E, K, N], got ndim " +
                                 std::to_string(weight->ndim));

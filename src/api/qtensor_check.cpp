@@ -73,7 +73,8 @@ void* check_buffer(const DLTensor& buffer, const std::string& name, const Device
 }  // namespace
 
 QuantizedBuffers check_qtensor(const moeq_qtensor* tensor, const std::string& name,
-                               Device* device) {
+                               Device* device, const Device* required,
+                               const std::string& required_by) {
   if (tensor == nullptr) fail_argument(name, "expected a moeq_qtensor, got NULL");
   expect_struct_size(tensor->struct_size, sizeof(moeq_qtensor), name);
   QuantizedBuffers buffers;
@@ -89,6 +90,9 @@ QuantizedBuffers check_qtensor(const moeq_qtensor* tensor, const std::string& na
     float_type(probe, name + ".dtype");
   }
   *device = device_of(require_tensor(&tensor->packed, name + ".packed"), name + ".packed");
+  if (required != nullptr && !(*device == *required))
+    fail_argument(name + ".packed", "expected a tensor on " + device_name(*required) + " like " +
+                                        required_by + ", got one on " + device_name(*device));
   const moeq_quant_layout layout =
       quant_layout(buffers.format, buffers.blocksize, buffers.nested, buffers.numel);
   buffers.packed = static_cast<uint8_t*>(check_buffer(

@@ -22,9 +22,12 @@ void check_blocksize(int64_t blocksize, const std::string& name);
 moeq_quant_layout quant_layout(Format format, int64_t blocksize, bool nested, int64_t numel);
 
 // Checks every buffer of `tensor` against its declared format/shape and returns
-// them as QuantizedBuffers; `device` receives the device they all live on.
+// them as QuantizedBuffers. With `required` NULL the buffers must share the
+// device of `packed`, which is stored in `device`; otherwise they must all be on
+// *required (the device of `required_by`, named in the error).
 QuantizedBuffers check_qtensor(const moeq_qtensor* tensor, const std::string& name,
-                               Device* device);
+                               Device* device, const Device* required = nullptr,
+                               const std::string& required_by = "");
 
 // The logical element count of a qtensor's shape (checked).
 int64_t qtensor_numel(const moeq_qtensor& tensor, const std::string& name);

@@ -44,10 +44,7 @@ void quantize(const DLTensor* input_arg, const moeq_quant_config* config, moeq_q
   described.dtype = input.dtype;
   Device buffers_device;
   QuantizeProblem problem;
-  problem.out = check_qtensor(&described, "out", &buffers_device);
-  if (!(buffers_device == device))
-    fail_argument("out.packed", "expected a tensor on " + device_name(device) +
-                                    " like input, got one on " + device_name(buffers_device));
+  problem.out = check_qtensor(&described, "out", &buffers_device, &device, "input");
   const DLTensor* outputs[] = {&out->packed, &out->absmax, &out->nested_absmax, &out->nested_code,
                                &out->nested_offset};
   const char* output_names[] = {"out.packed", "out.absmax", "out.nested_absmax",
