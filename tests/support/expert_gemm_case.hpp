@@ -243,20 +243,25 @@ inline std::vector<double> reference_forward(const ExpertGemmInputs& in) {
 
 // ---------------------------------------------------------------- comparisons
 
-// ||actual - expected|| / ||expected|| over a [rows, cols] block of a matrix or of
-// expert e's matrix of a stack (expert < 0 for a matrix).
-inline double relative_error(const HostTensor& actual, const std::vector<double>& expected,
-                             int64_t rows, int64_t cols, int64_t expert = -1) {
+// ||actual - expected|| / ||expected||, or ||actual|| when the reference is all zero.
+inline double relative_error(const std::vector<double>& actual,
+                             const std::vector<double>& expected) {
   double difference = 0.0, reference = 0.0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    difference += (actual[i] - expected[i]) * (actual[i] - expected[i]);
+    reference += expected[i] * expected[i];
+  }
+  return reference == 0.0 ? std::sqrt(difference) : std::sqrt(difference / reference);
+}
+
+// The same over the first `rows` rows of a [M, cols] matrix.
+inline double relative_error(const HostTensor& actual, const std::vector<double>& expected,
+                             int64_t rows, int64_t cols) {
+  std::vector<double> values;
+  values.reserve(static_cast<size_t>(rows * cols));
   for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j) {
-      const double value = expert < 0 ? actual.at({i, j}) : actual.at({expert, i, j});
-      const double wanted = expected[i * cols + j];
-      difference += (value - wanted) * (value - wanted);
-      reference += wanted * wanted;
-    }
-  if (reference == 0.0) return std::sqrt(difference);
-  return std::sqrt(difference / reference);
+    for (int64_t j = 0; j < cols; ++j) values.push_back(actual.at({i, j}));
+  return relative_error(values, expected);
 }
 
 // The bytes of element (i, j) of a matrix are still the 0xFF poison.

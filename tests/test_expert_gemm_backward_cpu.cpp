@@ -1,0 +1,333 @@
+// The CPU backward of the expert GEMM (grad_x, grad_lora_a, grad_lora_b) against
+// a float64 reference and against finite differences of the forward.
+#include "support/expert_gemm_case.hpp"
+
+#include <doctest/doctest.h>
+#include <moeq/moeq.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+using namespace moeq_test;
+
+namespace {
+
+// Which gradients a call asks for, and what it passes.
+struct GradientRequest {
+  bool grad_x = true;
+  bool grad_lora_a = true;
+  bool grad_lora_b = true;
+  bool pass_x = true;
+  bool pass_x_lora_a = false;  // a saved x_lora_a [M, r] in the LoRA dtype
+};
+
+// The inputs only the backward has, and its poisoned outputs.
+struct BackwardRun {
+  HostTensor grad_y, x_lora_a, grad_x, grad_lora_a, grad_lora_b;
+};
+
+BackwardRun run_backward(ExpertGemmInputs& in, const GradientRequest& request,
+                         std::mt19937_64& rng) {
+  const ExpertGemmCase& c = in.spec;
+  BackwardRun run;
+  run.grad_y = activation_tensor(c.activation, c.rows(), c.out_features, c.row_padding);
+  run.grad_y.fill_normal(rng);
+  run.grad_x = activation_tensor(c.activation, c.rows(), c.in_features, c.row_padding);
+  if (c.rank > 0) {
+    run.grad_lora_a = HostTensor(c.lora, {c.experts(), c.rank, c.in_features});
+    run.grad_lora_b = lora_b_tensor(c.lora, c.experts(), c.out_features, c.rank, c.peft_lora_b);
+  }
+  if (request.pass_x_lora_a) {
+    // Random rather than x·Aᵀ, so a backward that ignored it and recomputed x·Aᵀ
+    // would fail instead of landing within the tolerance.
+    run.x_lora_a = HostTensor(c.lora, {c.rows(), c.rank});
+    run.x_lora_a.fill_normal(rng);
+  }
+  moeq_expert_gemm_grad_args args{};
+  args.struct_size = sizeof(args);
+  args.x = request.pass_x ? in.x.dl() : nullptr;
+  args.weight = in.weight.q();
+  args.weight_layout = c.layout;
+  args.group_end = in.group_end.dl();
+  args.lora_a = in.lora_a_dl();
+  args.lora_b = in.lora_b_dl();
+  args.lora_scale = c.lora_scale;
+  args.grad_y = run.grad_y.dl();
+  args.x_lora_a = request.pass_x_lora_a ? run.x_lora_a.dl() : nullptr;
+  args.grad_x = request.grad_x ? run.grad_x.dl() : nullptr;
+  args.grad_lora_a = request.grad_lora_a ? run.grad_lora_a.dl() : nullptr;
+  args.grad_lora_b = request.grad_lora_b ? run.grad_lora_b.dl() : nullptr;
+  const moeq_status status = moeq_expert_gemm_lora_backward(&args, nullptr);
+  INFO(moeq_last_error());
+  REQUIRE(status == MOEQ_OK);
+  return run;
+}
+
+// The three gradients in float64: grad_x [routed, K], grad_lora_a [E, r, K] and
+// grad_lora_b [E, N, r], each flattened row-major.
+struct ReferenceGradients {
+  std::vector<double> grad_x, grad_lora_a, grad_lora_b;
+};
+
+ReferenceGradients reference_backward(const ExpertGemmInputs& in, const BackwardRun& run,
+                                      bool from_saved_x_lora_a) {
+  const ExpertGemmCase& c = in.spec;
+  const int64_t k_count = c.in_features, n_count = c.out_features, rank = c.rank;
+  const std::vector<double> grad_y = dense_values(run.grad_y);
+  const std::vector<double> x_lora_a =
+      from_saved_x_lora_a ? dense_values(run.x_lora_a) : reference_x_lora_a(in);
+  ReferenceGradients out;
+  out.grad_x.assign(static_cast<size_t>(c.routed_rows() * k_count), 0.0);
+  out.grad_lora_a.assign(static_cast<size_t>(c.experts() * rank * k_count), 0.0);
+  out.grad_lora_b.assign(static_cast<size_t>(c.experts() * n_count * rank), 0.0);
+  for (int64_t e = 0; e < c.experts(); ++e) {
+    const int64_t first = in.begin(e), end = in.begin(e) + c.rows_per_expert[e];
+    for (int64_t i = first; i < end; ++i) {
+      std::vector<double> grad_y_b(static_cast<size_t>(rank), 0.0);  // dY_e · B_e, row i
+      for (int64_t j = 0; j < rank; ++j)
+        for (int64_t n = 0; n < n_count; ++n)
+          grad_y_b[j] += grad_y[i * n_count + n] * in.b(e, n, j);
+      for (int64_t k = 0; k < k_count; ++k) {
+        double sum = 0.0, lora = 0.0;
+        for (int64_t n = 0; n < n_count; ++n) sum += grad_y[i * n_count + n] * in.w(e, n, k);
+        for (int64_t j = 0; j < rank; ++j) lora += grad_y_b[j] * in.a(e, j, k);
+        out.grad_x[i * k_count + k] = sum + c.lora_scale * lora;
+      }
+      for (int64_t j = 0; j < rank; ++j) {
+        for (int64_t k = 0; k < k_count; ++k)
+          out.grad_lora_a[(e * rank + j) * k_count + k] +=
+              c.lora_scale * grad_y_b[j] * in.x_values[i * k_count + k];
+        for (int64_t n = 0; n < n_count; ++n)
+          out.grad_lora_b[(e * n_count + n) * rank + j] +=
+              c.lora_scale * grad_y[i * n_count + n] * x_lora_a[i * rank + j];
+      }
+    }
+  }
+  return out;
+}
+
+// Every gradient the request asks for within its dtype's tolerance; rows of
+// grad_x past the last group_end and its row padding untouched.
+void check_backward(const ExpertGemmCase& spec, uint64_t seed, GradientRequest request = {}) {
+  CAPTURE(spec.describe());
+  CAPTURE(request.grad_x);
+  CAPTURE(request.grad_lora_a);
+  CAPTURE(request.grad_lora_b);
+  CAPTURE(request.pass_x_lora_a);
+  if (spec.rank == 0) request.grad_lora_a = request.grad_lora_b = request.pass_x_lora_a = false;
+  std::mt19937_64 rng(seed);
+  ExpertGemmInputs in(spec, rng);
+  BackwardRun run = run_backward(in, request, rng);
+  const ReferenceGradients expected = reference_backward(in, run, request.pass_x_lora_a);
+  if (request.grad_x) {
+    CHECK(relative_error(run.grad_x, expected.grad_x, spec.routed_rows(), spec.in_features) <=
+          output_tolerance(spec.activation));
+    const PoisonCount untouched = untouched_elements(run.grad_x, spec.routed_rows());
+    CHECK(untouched.poisoned == untouched.total);
+  }
+  if (request.grad_lora_a)
+    CHECK(relative_error(dense_values(run.grad_lora_a), expected.grad_lora_a) <=
+          output_tolerance(spec.lora));
+  if (request.grad_lora_b)
+    CHECK(relative_error(dense_values(run.grad_lora_b), expected.grad_lora_b) <=
+          output_tolerance(spec.lora));
+}
+
+const DLDataType kActivations[3] = {float32_type(), float16_type(), bfloat16_type()};
+
+}  // namespace
+
+TEST_CASE("all three gradients match the float64 reference for each activation dtype") {
+  for (DLDataType activation : kActivations)
+    for (int32_t layout : {MOEQ_LAYOUT_EXPERT_OUT_IN, MOEQ_LAYOUT_EXPERT_IN_OUT}) {
+      ExpertGemmCase spec;
+      spec.layout = layout;
+      spec.in_features = 128;
+      spec.out_features = 128;
+      spec.rows_per_expert = {13, 0, 24};
+      spec.rank = 6;
+      spec.activation = activation;
+      spec.lora = activation;
+      check_backward(spec, 21);
+    }
+}
+
+TEST_CASE("grad_x without LoRA matches the reference for both formats, plain and nested") {
+  for (int32_t layout : {MOEQ_LAYOUT_EXPERT_OUT_IN, MOEQ_LAYOUT_EXPERT_IN_OUT})
+    for (int32_t format : {MOEQ_FORMAT_NF4, MOEQ_FORMAT_FP4})
+      for (bool nested : {false, true}) {
+        ExpertGemmCase spec;
+        spec.layout = layout;
+        spec.format = format;
+        spec.nested = nested;
+        spec.blocksize = 32;
+        spec.in_features = layout == MOEQ_LAYOUT_EXPERT_OUT_IN ? 64 : 51;
+        spec.out_features = layout == MOEQ_LAYOUT_EXPERT_OUT_IN ? 51 : 64;
+        spec.rows_per_expert = {8, 15};
+        check_backward(spec, 22);
+      }
+}
+
+TEST_CASE("each gradient may be asked for alone") {
+  ExpertGemmCase spec;
+  spec.rows_per_expert = {9, 4, 0, 11};
+  spec.rank = 3;
+  spec.activation = float16_type();
+  for (int which = 0; which < 3; ++which) {
+    GradientRequest request;
+    request.grad_x = which == 0;
+    request.grad_lora_a = which == 1;
+    request.grad_lora_b = which == 2;
+    check_backward(spec, 23, request);
+  }
+}
+
+TEST_CASE("grad_x needs neither x nor x_lora_a") {
+  ExpertGemmCase spec;
+  spec.rows_per_expert = {6, 10};
+  spec.rank = 4;
+  GradientRequest request;
+  request.grad_lora_a = request.grad_lora_b = false;
+  request.pass_x = false;
+  check_backward(spec, 24, request);
+}
+
+TEST_CASE("grad_lora_b uses a saved x_lora_a instead of x when given") {
+  for (DLDataType lora : {float32_type(), bfloat16_type()}) {
+    ExpertGemmCase spec;
+    spec.rows_per_expert = {12, 0, 5};
+    spec.rank = 5;
+    spec.activation = bfloat16_type();
+    spec.lora = lora;
+    GradientRequest request;
+    request.grad_x = request.grad_lora_a = false;
+    request.pass_x = false;
+    request.pass_x_lora_a = true;
+    check_backward(spec, 25, request);
+    // With x given too, the saved projection still wins.
+    request.pass_x = true;
+    request.grad_x = request.grad_lora_a = true;
+    check_backward(spec, 25, request);
+  }
+}
+
+TEST_CASE("experts without rows get zero LoRA gradients") {
+  ExpertGemmCase spec;
+  spec.rows_per_expert = {0, 7, 0, 0, 3};
+  spec.unrouted_rows = 5;
+  spec.rank = 4;
+  spec.peft_lora_b = true;
+  std::mt19937_64 rng(26);
+  ExpertGemmInputs in(spec, rng);
+  BackwardRun run = run_backward(in, GradientRequest{}, rng);
+  for (int64_t e : {0, 2, 3}) {
+    CAPTURE(e);
+    double largest = 0.0;
+    for (int64_t j = 0; j < spec.rank; ++j) {
+      for (int64_t k = 0; k < spec.in_features; ++k)
+        largest = std::max(largest, std::fabs(run.grad_lora_a.at({e, j, k})));
+      for (int64_t n = 0; n < spec.out_features; ++n)
+        largest = std::max(largest, std::fabs(run.grad_lora_b.at({e, n, j})));
+    }
+    CHECK(largest == 0.0);  // also fails on a NaN left from the poison
+  }
+}
+
+TEST_CASE("PEFT's strided lora_B and its gradient, float32 LoRA with bfloat16 activations") {
+  ExpertGemmCase spec;
+  spec.rows_per_expert = {10, 3, 8};
+  spec.rank = 8;
+  spec.activation = bfloat16_type();
+  spec.lora = float32_type();
+  spec.peft_lora_b = true;
+  spec.row_padding = 5;
+  spec.group_end_int64 = true;
+  check_backward(spec, 27);
+}
+
+TEST_CASE("a single expert owning every row, and 256 experts with few rows each") {
+  ExpertGemmCase single;
+  single.in_features = 320;  // several column tiles of grad_x, the last one partial
+  single.out_features = 96;
+  single.rows_per_expert = {560};
+  single.rank = 16;
+  single.activation = float16_type();
+  single.lora = float32_type();
+  check_backward(single, 28);
+
+  std::mt19937_64 rng(29);
+  ExpertGemmCase many;
+  many.layout = MOEQ_LAYOUT_EXPERT_IN_OUT;
+  many.in_features = 40;
+  many.out_features = 64;
+  many.rows_per_expert.assign(256, 0);
+  for (int64_t& count : many.rows_per_expert)
+    count = std::uniform_int_distribution<int64_t>(0, 3)(rng);
+  many.rank = 2;
+  check_backward(many, 29);
+}
+
+TEST_CASE("random problems match the float64 reference") {
+  std::mt19937_64 rng(4048);
+  for (int trial = 0; trial < 40; ++trial) {
+    const ExpertGemmCase spec = random_case(rng);
+    GradientRequest request;
+    request.pass_x_lora_a = spec.rank > 0 && rng() % 2 == 0;
+    check_backward(spec, rng(), request);
+  }
+}
+
+// The loss L = sum(y * grad_y) is linear in x, in lora_a and in lora_b, so a
+// central difference (L(v + h) - L(v - h)) / 2h is exact up to the float32
+// rounding of the two forward results: about 1e-7 * |L| / h.
+TEST_CASE("the gradients agree with finite differences of the forward on a tiny case") {
+  ExpertGemmCase spec;
+  spec.blocksize = 32;
+  spec.in_features = 32;
+  spec.out_features = 10;
+  spec.rows_per_expert = {3, 0, 2};
+  spec.rank = 2;
+  std::mt19937_64 rng(30);
+  ExpertGemmInputs in(spec, rng);
+  BackwardRun run = run_backward(in, GradientRequest{}, rng);
+
+  HostTensor y(float32_type(), {spec.rows(), spec.out_features});
+  const auto loss = [&] {
+    moeq_expert_gemm_args args{};
+    args.struct_size = sizeof(args);
+    args.x = in.x.dl();
+    args.weight = in.weight.q();
+    args.weight_layout = spec.layout;
+    args.group_end = in.group_end.dl();
+    args.lora_a = in.lora_a.dl();
+    args.lora_b = in.lora_b.dl();
+    args.lora_scale = spec.lora_scale;
+    args.y = y.dl();
+    REQUIRE(moeq_expert_gemm_lora(&args, nullptr) == MOEQ_OK);
+    double sum = 0.0;
+    for (int64_t i = 0; i < spec.routed_rows(); ++i)
+      for (int64_t n = 0; n < spec.out_features; ++n) sum += y.at({i, n}) * run.grad_y.at({i, n});
+    return sum;
+  };
+  constexpr double kStep = 0.25;
+  // Largest |central difference - analytic gradient| relative to the largest gradient.
+  const auto check_against = [&](HostTensor& variable, const HostTensor& gradient, int64_t count) {
+    double worst = 0.0, scale = 0.0;
+    for (int64_t i = 0; i < count; ++i) {
+      const double value = variable.flat(i);
+      variable.set_flat(i, value + kStep);
+      const double up = loss();
+      variable.set_flat(i, value - kStep);
+      const double down = loss();
+      variable.set_flat(i, value);
+      const double analytic = gradient.flat(i);
+      worst = std::max(worst, std::fabs((up - down) / (2 * kStep) - analytic));
+      scale = std::max(scale, std::fabs(analytic));
+    }
+    return worst / scale;
+  };
+  CHECK(check_against(in.x, run.grad_x, spec.routed_rows() * spec.in_features) <= 1e-4);
+  CHECK(check_against(in.lora_a, run.grad_lora_a, in.lora_a.numel()) <= 1e-4);
+  CHECK(check_against(in.lora_b, run.grad_lora_b, in.lora_b.numel()) <= 1e-4);
+}
