@@ -134,12 +134,10 @@ void check_backward(const ExpertGemmCase& spec, uint64_t seed, GradientRequest r
           output_tolerance(spec.lora));
 }
 
-const DLDataType kActivations[3] = {float32_type(), float16_type(), bfloat16_type()};
-
 }  // namespace
 
 TEST_CASE("all three gradients match the float64 reference for each activation dtype") {
-  for (DLDataType activation : kActivations)
+  for (DLDataType activation : activation_types())
     for (int32_t layout : {MOEQ_LAYOUT_EXPERT_OUT_IN, MOEQ_LAYOUT_EXPERT_IN_OUT}) {
       ExpertGemmCase spec;
       spec.layout = layout;
@@ -154,19 +152,7 @@ TEST_CASE("all three gradients match the float64 reference for each activation d
 }
 
 TEST_CASE("grad_x without LoRA matches the reference for both formats, plain and nested") {
-  for (int32_t layout : {MOEQ_LAYOUT_EXPERT_OUT_IN, MOEQ_LAYOUT_EXPERT_IN_OUT})
-    for (int32_t format : {MOEQ_FORMAT_NF4, MOEQ_FORMAT_FP4})
-      for (bool nested : {false, true}) {
-        ExpertGemmCase spec;
-        spec.layout = layout;
-        spec.format = format;
-        spec.nested = nested;
-        spec.blocksize = 32;
-        spec.in_features = layout == MOEQ_LAYOUT_EXPERT_OUT_IN ? 64 : 51;
-        spec.out_features = layout == MOEQ_LAYOUT_EXPERT_OUT_IN ? 51 : 64;
-        spec.rows_per_expert = {8, 15};
-        check_backward(spec, 22);
-      }
+  for (const ExpertGemmCase& spec : every_layout_and_format(64, 51, 0)) check_backward(spec, 22);
 }
 
 TEST_CASE("each gradient may be asked for alone") {

@@ -53,12 +53,10 @@ void check_forward(const ExpertGemmCase& spec, uint64_t seed) {
   CHECK(untouched.poisoned == untouched.total);
 }
 
-const DLDataType kActivations[3] = {float32_type(), float16_type(), bfloat16_type()};
-
 }  // namespace
 
 TEST_CASE("y matches the float64 reference for each activation dtype, with and without LoRA") {
-  for (DLDataType activation : kActivations)
+  for (DLDataType activation : activation_types())
     for (int64_t rank : {0, 8}) {
       ExpertGemmCase spec;
       spec.in_features = 128;
@@ -72,21 +70,8 @@ TEST_CASE("y matches the float64 reference for each activation dtype, with and w
 }
 
 TEST_CASE("both weight layouts, both formats, plain and nested, give the reference result") {
-  for (int32_t layout : {MOEQ_LAYOUT_EXPERT_OUT_IN, MOEQ_LAYOUT_EXPERT_IN_OUT})
-    for (int32_t format : {MOEQ_FORMAT_NF4, MOEQ_FORMAT_FP4})
-      for (bool nested : {false, true}) {
-        ExpertGemmCase spec;
-        spec.layout = layout;
-        spec.format = format;
-        spec.nested = nested;
-        spec.blocksize = 32;
-        // The stored last dim is a multiple of the blocksize; the other one is not of 16.
-        spec.in_features = layout == MOEQ_LAYOUT_EXPERT_OUT_IN ? 96 : 45;
-        spec.out_features = layout == MOEQ_LAYOUT_EXPERT_OUT_IN ? 45 : 96;
-        spec.rows_per_expert = {9, 14};
-        spec.rank = 4;
-        check_forward(spec, 2);
-      }
+  // 45: not a multiple of 16, allowed for the dim that is not stored last.
+  for (const ExpertGemmCase& spec : every_layout_and_format(96, 45, 4)) check_forward(spec, 2);
 }
 
 TEST_CASE("experts without rows are skipped and rows past the last group_end stay untouched") {
@@ -152,7 +137,7 @@ TEST_CASE("PEFT's lora_B view with strides (1, r*E, E) is read in place") {
 }
 
 TEST_CASE("x and y with padded row strides") {
-  for (DLDataType activation : kActivations) {
+  for (DLDataType activation : activation_types()) {
     ExpertGemmCase spec;
     spec.rows_per_expert = {10, 3};
     spec.row_padding = 7;

@@ -26,6 +26,10 @@ inline const char* dtype_label(DLDataType dtype) {
   return "float32";
 }
 
+inline std::vector<DLDataType> activation_types() {
+  return {float32_type(), float16_type(), bfloat16_type()};
+}
+
 // Relative Frobenius error allowed for an output stored in `dtype`. Each stored
 // element is the float32 result rounded once, so |stored - exact| <= u |exact| + the
 // float32 accumulation error, and the norm of the difference is at most u (the
@@ -83,13 +87,36 @@ struct ExpertGemmCase {
   }
 };
 
+// One case per weight layout x format x plain/nested, blocksize 32: the stored last
+// dim is `last_dim` (a multiple of 32), the other one `other_dim`.
+inline std::vector<ExpertGemmCase> every_layout_and_format(int64_t last_dim, int64_t other_dim,
+                                                           int64_t rank) {
+  std::vector<ExpertGemmCase> cases;
+  for (int32_t layout : {MOEQ_LAYOUT_EXPERT_OUT_IN, MOEQ_LAYOUT_EXPERT_IN_OUT})
+    for (int32_t format : {MOEQ_FORMAT_NF4, MOEQ_FORMAT_FP4})
+      for (bool nested : {false, true}) {
+        ExpertGemmCase spec;
+        spec.layout = layout;
+        spec.format = format;
+        spec.nested = nested;
+        spec.blocksize = 32;
+        const bool out_in = layout == MOEQ_LAYOUT_EXPERT_OUT_IN;
+        spec.in_features = out_in ? last_dim : other_dim;
+        spec.out_features = out_in ? other_dim : last_dim;
+        spec.rows_per_expert = {9, 14};
+        spec.rank = rank;
+        cases.push_back(spec);
+      }
+  return cases;
+}
+
 // A random case: the stored last dim is a multiple of the blocksize (the GEMM
 // requires it), the other dims are arbitrary, often not multiples of 16.
 inline ExpertGemmCase random_case(std::mt19937_64& rng) {
   const auto pick = [&](int64_t low, int64_t high) {
     return std::uniform_int_distribution<int64_t>(low, high)(rng);
   };
-  const DLDataType activations[3] = {float32_type(), float16_type(), bfloat16_type()};
+  const std::vector<DLDataType> activations = activation_types();
   ExpertGemmCase c;
   c.format = pick(0, 1) ? MOEQ_FORMAT_NF4 : MOEQ_FORMAT_FP4;
   c.blocksize = static_cast<int32_t>(32 << pick(0, 2));
