@@ -18,7 +18,8 @@ NF4_CODE = (
     0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
     0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0)
 _FP4_MAGNITUDES = (0.0, 0.0625, 8.0, 12.0, 4.0, 6.0, 2.0, 3.0)
-FP4_CODE = tuple(sign * magnitude / 12.0 for sign in (1.0, -1.0) for magnitude in _FP4_MAGNITUDES)
+# Sign bit set: the negated magnitude, except that bitsandbytes stores code 8 as +0.0.
+FP4_CODE = tuple(m / 12.0 for m in _FP4_MAGNITUDES) + tuple(0.0 - m / 12.0 for m in _FP4_MAGNITUDES)
 CODES = {"nf4": NF4_CODE, "fp4": FP4_CODE}
 
 QUANT_STATE_KEY = ".quant_state.bitsandbytes__"
