@@ -13,9 +13,5 @@ namespace {
 void quantize(const QuantizeProblem&, void*) { pending("quantize"); }
 void dequantize(const DequantizeProblem&, void*) { pending("dequantize"); }
 size_t quantize_workspace_bytes(const QuantizedBuffers&) { return 0; }
-void expert_gemm(const ExpertGemmProblem&, void*) { pending("expert_gemm_lora"); }
-void expert_gemm_backward(const ExpertGemmGradProblem&, void*) { pending("expert_gemm_lora_backward"); }
-size_t expert_gemm_workspace_bytes(const ExpertGemmProblem&) { return 0; }
-size_t expert_gemm_backward_workspace_bytes(const ExpertGemmGradProblem&) { return 0; }
 
 }  // namespace moeq::cuda

@@ -1,0 +1,27 @@
+// Host entry points of the expert GEMM kernels, one per kernel family; the
+// forward and backward passes are sequences of these launches.
+#pragma once
+
+#include "core/scalar.hpp"
+#include "expert_rows_gemm.cuh"
+#include "lora_grad.cuh"
+
+#include <cuda_runtime.h>
+
+namespace moeq::cuda {
+
+// y = x W^T (+ s (x A^T) B^T) or dX = dY W (+ s (dY B) A): B tiles stored
+// [depth][column] when the weight's middle dim is the reduced one.
+void launch_dequant_gemm(ScalarType activation, bool b_transposed, const RowsGemmParams& params,
+                         int64_t row_tiles, cudaStream_t stream);
+
+// x A^T or dY B into float32 / activation-dtype outputs [M, r].
+void launch_lora_project(ScalarType activation, const RowsGemmParams& params, int64_t row_tiles,
+                         cudaStream_t stream);
+
+// dA or dB: a reduction over each expert's rows. left_strided: the left operand is
+// a strided rank-r intermediate (dA = s g^T x); else it is activation rows (dB = s dY^T xa).
+void launch_lora_grad(ScalarType activation, bool left_strided, const LoraGradParams& params,
+                      cudaStream_t stream);
+
+}  // namespace moeq::cuda

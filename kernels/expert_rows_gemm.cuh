@@ -1,0 +1,140 @@
+// The row-tiled expert GEMM: one block per (expert row tile, output column tile),
+// out = A_e B_e^T over a first operand pair (activation rows x dequantized weight,
+// or x strided rank-r factor), then optionally + (scale * lora_rows) lora_weight^T
+// as extra depth steps through the same accumulators. Serves y = x W^T + s (x A^T) B^T,
+// dX = dY W + s (dY B) A, and the projections x A^T and dY B.
+#pragma once
+
+#include "cuda_check.cuh"
+#include "depth_loop.cuh"
+#include "expert_schedule.cuh"
+#include "mma_sync.cuh"
+#include "tile_loaders.cuh"
+
+namespace moeq::cuda {
+
+// What a row-tiled GEMM reads and writes (expert row tiles from `schedule`).
+//   rows:    the activation rows A (x or dY), `depth` columns.
+//   weight:  B as a quantized [E, D1, D2] weight (the dequantizing GEMM), or
+//   factor:  B as a strided rank-r factor (the projections): element
+//            (expert, output column, depth).
+//   lora_rows / lora_weight: the second pair, `rank` deep (rank 0: none):
+//            lora_rows (row, 0, k) and lora_weight (expert, output column, k).
+struct RowsGemmParams {
+  ExpertSchedule schedule;
+  RowsView rows;
+  int64_t depth;
+  int64_t cols;
+  QuantWeightView weight;
+  StridedView factor;
+  int64_t rank;
+  StridedView lora_rows;
+  float lora_scale;
+  StridedView lora_weight;
+  OutputView out;
+};
+
+// A tile of a strided view: tile rows follow `depth` when depth_major, else the index.
+template <class Tile, int Threads>
+__device__ __forceinline__ StridedLoader<Tile, Threads> strided_loader(
+    const StridedView& view, int64_t expert, bool depth_major, int64_t index_limit,
+    int64_t depth_limit, float scale) {
+  StridedLoader<Tile, Threads> loader;
+  loader.data = view.data;
+  loader.type = view.type;
+  loader.offset = expert * view.expert_stride;
+  loader.row_stride = depth_major ? view.depth_stride : view.index_stride;
+  loader.col_stride = depth_major ? view.index_stride : view.depth_stride;
+  loader.row_limit = depth_major ? depth_limit : index_limit;
+  loader.col_limit = depth_major ? index_limit : depth_limit;
+  loader.scale = scale;
+  return loader;
+}
+
+template <class Accumulator>
+struct RowsGemmSmem {
+  OperandStage<Accumulator> stage[2];
+  CodeTable table;
+};
+
+// kQuantized: B of the first pair is `weight` (else `factor`). kBTransposed: B
+// tiles are stored [depth][column] (the weight's D1 is the depth) instead of
+// [column][depth]. kLora: the second pair is compiled in.
+template <class Activation, class Shape, bool kQuantized, bool kBTransposed, bool kLora>
+__global__ void __launch_bounds__(Shape::kThreads)
+rows_gemm_kernel(const RowsGemmParams p) {
+  static_assert(Shape::kRows == kExpertRowTile, "row tiles come from the shared schedule");
+  using Operand = OperandOf<Activation>;
+  using Accumulator = BlockAccumulator<Shape, Operand, false, kBTransposed>;
+  using Smem = RowsGemmSmem<Accumulator>;
+  extern __shared__ uint4 smem_words[];
+  Smem& smem = *reinterpret_cast<Smem*>(smem_words);
+
+  int32_t expert;
+  int64_t row0, row_end;
+  if (!find_row_tile(p.schedule, blockIdx.x, Shape::kRows, &expert, &row0, &row_end)) return;
+  const int64_t col0 = static_cast<int64_t>(blockIdx.y) * Shape::kCols;
+  if constexpr (kQuantized) {
+    smem.table.load(p.weight.format);
+    __syncthreads();
+  }
+
+  Accumulator accumulator;
+  accumulator.zero();
+  using ATile = typename Accumulator::ATile;
+  using BTile = typename Accumulator::BTile;
+  RowsLoader<Activation, ATile, Shape::kThreads> a_rows{p.rows, row_end};
+  const int64_t first_steps = (p.depth + Shape::kDepth - 1) / Shape::kDepth;
+  // B tile coordinates of depth step `step` in the weight's (D1, D2) or the tile's (row, col).
+  auto first_position = [&](int64_t step, int64_t* a_row, int64_t* a_col, int64_t* b_row,
+                            int64_t* b_col) {
+    *a_row = row0;
+    *a_col = step * Shape::kDepth;
+    *b_row = kBTransposed ? step * Shape::kDepth : col0;
+    *b_col = kBTransposed ? col0 : step * Shape::kDepth;
+  };
+  if constexpr (kQuantized) {
+    QuantLoader<BTile, Shape::kThreads> b_weight{p.weight, expert, &smem.table};
+    run_depth_steps(accumulator, smem.stage, a_rows, b_weight, first_steps, first_position);
+  } else {
+    auto b_factor = strided_loader<BTile, Shape::kThreads>(p.factor, expert, kBTransposed, p.cols,
+                                                           p.depth, 1.0f);
+    run_depth_steps(accumulator, smem.stage, a_rows, b_factor, first_steps, first_position);
+  }
+
+  if constexpr (kLora) {
+    if (p.rank > 0) {
+      auto a_lora = strided_loader<ATile, Shape::kThreads>(p.lora_rows, 0, false, row_end, p.rank,
+                                                           p.lora_scale);
+      auto b_lora = strided_loader<BTile, Shape::kThreads>(p.lora_weight, expert, kBTransposed,
+                                                           p.cols, p.rank, 1.0f);
+      run_depth_steps(accumulator, smem.stage, a_lora, b_lora, (p.rank + Shape::kDepth - 1) / Shape::kDepth,
+                      first_position);
+    }
+  }
+
+  accumulator.for_each([&](int i, int j, float value) {
+    const int64_t row = row0 + i;
+    const int64_t col = col0 + j;
+    if (row >= row_end || col >= p.cols) return;
+    p.out.store(0, row, col, value);
+  });
+}
+
+// Launches one instantiation over `row_tiles` row tiles (an upper bound: blocks
+// past the schedule's last tile return at once) and every output column tile.
+template <class Activation, class Shape, bool kQuantized, bool kBTransposed, bool kLora>
+void launch_rows_gemm(const RowsGemmParams& params, int64_t row_tiles, cudaStream_t stream) {
+  const int64_t col_tiles = (params.cols + Shape::kCols - 1) / Shape::kCols;
+  if (row_tiles == 0 || col_tiles == 0) return;
+  using Smem = RowsGemmSmem<BlockAccumulator<Shape, OperandOf<Activation>, false, kBTransposed>>;
+  const auto kernel = rows_gemm_kernel<Activation, Shape, kQuantized, kBTransposed, kLora>;
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(sizeof(Smem))),
+             "cudaFuncSetAttribute(rows_gemm_kernel)");
+  kernel<<<dim3(static_cast<unsigned>(row_tiles), static_cast<unsigned>(col_tiles)), Shape::kThreads,
+           sizeof(Smem), stream>>>(params);
+  check_launch("rows_gemm_kernel");
+}
+
+}  // namespace moeq::cuda

@@ -1,0 +1,14 @@
+// Instantiations of the rank-r projections x A^T and dY B for every activation dtype.
+#include "expert_gemm_launch.cuh"
+
+namespace moeq::cuda {
+
+void launch_lora_project(ScalarType activation, const RowsGemmParams& params, int64_t row_tiles,
+                         cudaStream_t stream) {
+  dispatch_scalar(activation, [&](auto tag) {
+    using Activation = decltype(tag);
+    launch_rows_gemm<Activation, LoraProjectShape, false, false, false>(params, row_tiles, stream);
+  });
+}
+
+}  // namespace moeq::cuda

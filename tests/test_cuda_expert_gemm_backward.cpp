@@ -1,0 +1,401 @@
+// The CUDA backward of the expert GEMM (grad_x, grad_lora_a, grad_lora_b): a seeded
+// sweep against float64 and the CPU backend, run-to-run bit equality of the LoRA
+// gradients, zero gradients for experts without rows, CUDA graph replay, workspace.
+#include <doctest/doctest.h>
+#include <moeq/moeq.h>
+
+#if MOEQ_WITH_CUDA
+
+#include "test_cuda_expert_gemm_common.hpp"
+
+using namespace moeq_gpu_test;
+
+namespace {
+
+// Which gradients a call asks for, and what it passes.
+struct GradientRequest {
+  bool grad_x = true;
+  bool grad_lora_a = true;
+  bool grad_lora_b = true;
+  bool pass_x = true;
+  bool pass_x_lora_a = false;
+  DLDataType x_lora_a_type = float32_type();
+  bool caller_workspace = true;
+  cudaStream_t stream = nullptr;
+};
+
+// The host tensors of a backward: grad_y and x_lora_a in, poisoned gradients out.
+struct BackwardTensors {
+  HostTensor grad_y, x_lora_a, grad_x, grad_lora_a, grad_lora_b;
+};
+
+BackwardTensors backward_tensors(ExpertGemmInputs& in, const GradientRequest& request,
+                                 std::mt19937_64& rng) {
+  const ExpertGemmCase& c = in.spec;
+  BackwardTensors t;
+  t.grad_y = activation_tensor(c.activation, c.rows(), c.out_features, c.row_padding);
+  t.grad_y.fill_normal(rng);
+  t.grad_x = activation_tensor(c.activation, c.rows(), c.in_features, c.row_padding);
+  if (c.rank > 0) {
+    t.grad_lora_a = HostTensor(c.lora, {c.experts(), c.rank, c.in_features});
+    t.grad_lora_b = lora_b_tensor(c.lora, c.experts(), c.out_features, c.rank, c.peft_lora_b);
+  }
+  if (request.pass_x_lora_a) {
+    // Random rather than x A^T, so a backward that ignored it would fail.
+    t.x_lora_a = HostTensor(request.x_lora_a_type, {c.rows(), c.rank});
+    t.x_lora_a.fill_normal(rng, std::sqrt(static_cast<double>(c.in_features)));
+  }
+  return t;
+}
+
+// One backward call on the device.
+class BackwardCall {
+ public:
+  BackwardCall(ExpertGemmInputs& in, BackwardTensors& host, const GradientRequest& request)
+      : request_(request), host_(host), device_(in), grad_y(host.grad_y) {
+    const ExpertGemmCase& c = in.spec;
+    if (request.pass_x_lora_a) x_lora_a.assign(host.x_lora_a);
+    if (request.grad_x) grad_x.assign(host.grad_x);
+    if (request.grad_lora_a) grad_lora_a.assign(host.grad_lora_a);
+    if (request.grad_lora_b) grad_lora_b.assign(host.grad_lora_b);
+    args.struct_size = sizeof(args);
+    args.x = request.pass_x ? device_.x.dl() : nullptr;
+    args.weight = device_.weight.q();
+    args.weight_layout = c.layout;
+    args.group_end = device_.group_end.dl();
+    args.lora_a = device_.lora_a.dl();
+    args.lora_b = device_.lora_b.dl();
+    args.lora_scale = c.lora_scale;
+    args.grad_y = grad_y.dl();
+    args.x_lora_a = x_lora_a.dl();
+    args.grad_x = grad_x.dl();
+    args.grad_lora_a = grad_lora_a.dl();
+    args.grad_lora_b = grad_lora_b.dl();
+    size_t bytes = 0;
+    const moeq_status status = moeq_expert_gemm_grad_workspace_size(&args, &bytes);
+    INFO(moeq_last_error());
+    REQUIRE(status == MOEQ_OK);
+    workspace_bytes = bytes;
+    if (request.caller_workspace && bytes > 0) {
+      REQUIRE_CUDA(cudaMalloc(&workspace_, bytes));
+      args.workspace = workspace_;
+      args.workspace_bytes = bytes;
+    }
+  }
+  ~BackwardCall() {
+    if (workspace_ != nullptr) cudaFree(workspace_);
+  }
+  BackwardCall(const BackwardCall&) = delete;
+  BackwardCall& operator=(const BackwardCall&) = delete;
+
+  moeq_status launch() { return moeq_expert_gemm_lora_backward(&args, request_.stream); }
+  void poison() {
+    for (auto [host, device] : outputs()) {
+      host->poison();
+      device->upload(*host);
+    }
+  }
+  void fetch() {
+    REQUIRE_CUDA(cudaStreamSynchronize(request_.stream));
+    for (auto [host, device] : outputs()) device->download(*host);
+  }
+  void run() {
+    const moeq_status status = launch();
+    INFO(moeq_last_error());
+    REQUIRE(status == MOEQ_OK);
+    fetch();
+  }
+
+ private:
+  std::vector<std::pair<HostTensor*, DeviceTensor*>> outputs() {
+    std::vector<std::pair<HostTensor*, DeviceTensor*>> list;
+    if (request_.grad_x) list.emplace_back(&host_.grad_x, &grad_x);
+    if (request_.grad_lora_a) list.emplace_back(&host_.grad_lora_a, &grad_lora_a);
+    if (request_.grad_lora_b) list.emplace_back(&host_.grad_lora_b, &grad_lora_b);
+    return list;
+  }
+  GradientRequest request_;
+  BackwardTensors& host_;
+  DeviceInputs device_;
+  void* workspace_ = nullptr;
+
+ public:
+  DeviceTensor grad_y, x_lora_a, grad_x, grad_lora_a, grad_lora_b;
+  moeq_expert_gemm_grad_args args{};
+  size_t workspace_bytes = 0;
+};
+
+// The CPU backend's gradients into `cpu` (same shapes); false when it reports an error.
+bool cpu_backward(ExpertGemmInputs& in, BackwardTensors& host, const GradientRequest& request,
+                  BackwardTensors& cpu) {
+  const ExpertGemmCase& c = in.spec;
+  cpu.grad_x = host.grad_x;
+  cpu.grad_lora_a = host.grad_lora_a;
+  cpu.grad_lora_b = host.grad_lora_b;
+  moeq_expert_gemm_grad_args args{};
+  args.struct_size = sizeof(args);
+  args.x = request.pass_x ? in.x.dl() : nullptr;
+  args.weight = in.weight.q();
+  args.weight_layout = c.layout;
+  args.group_end = in.group_end.dl();
+  args.lora_a = in.lora_a_dl();
+  args.lora_b = in.lora_b_dl();
+  args.lora_scale = c.lora_scale;
+  args.grad_y = host.grad_y.dl();
+  args.x_lora_a = request.pass_x_lora_a ? host.x_lora_a.dl() : nullptr;
+  args.grad_x = request.grad_x ? cpu.grad_x.dl() : nullptr;
+  args.grad_lora_a = request.grad_lora_a ? cpu.grad_lora_a.dl() : nullptr;
+  args.grad_lora_b = request.grad_lora_b ? cpu.grad_lora_b.dl() : nullptr;
+  return moeq_expert_gemm_lora_backward(&args, nullptr) == MOEQ_OK;
+}
+
+// The three gradients in float64 with their bounds: grad_x [routed, K],
+// grad_lora_a [E, r, K], grad_lora_b [E, N, r].
+struct ReferenceGradients {
+  Reference grad_x, grad_lora_a, grad_lora_b;
+};
+
+ReferenceGradients reference_gradients(const ExpertGemmInputs& in, const BackwardTensors& t,
+                                       const GradientRequest& request) {
+  const ExpertGemmCase& c = in.spec;
+  const int64_t K = c.in_features, N = c.out_features, R = c.rank;
+  const double s = c.lora_scale;
+  const std::vector<double> grad_y = dense_values(t.grad_y);
+  Reference x_lora_a = reference_projection_x_a(in);
+  if (request.pass_x_lora_a) {
+    x_lora_a.value = dense_values(t.x_lora_a);
+    for (size_t i = 0; i < x_lora_a.value.size(); ++i) x_lora_a.bound[i] = std::fabs(x_lora_a.value[i]);
+  }
+  // g = dY_e B_e [M, r]
+  Reference g;
+  g.resize(static_cast<size_t>(c.rows() * R));
+  for (int64_t e = 0; e < c.experts(); ++e)
+    for (int64_t m = in.begin(e); m < in.begin(e) + c.rows_per_expert[e]; ++m)
+      for (int64_t j = 0; j < R; ++j)
+        for (int64_t n = 0; n < N; ++n) {
+          const double term = grad_y[m * N + n] * in.b(e, n, j);
+          g.value[m * R + j] += term;
+          g.bound[m * R + j] += std::fabs(term);
+        }
+  ReferenceGradients out;
+  out.grad_x.resize(static_cast<size_t>(c.routed_rows() * K));
+  out.grad_lora_a.resize(static_cast<size_t>(c.experts() * R * K));
+  out.grad_lora_b.resize(static_cast<size_t>(c.experts() * N * R));
+  for (int64_t e = 0; e < c.experts(); ++e)
+    for (int64_t m = in.begin(e); m < in.begin(e) + c.rows_per_expert[e]; ++m) {
+      for (int64_t k = 0; k < K; ++k) {
+        double sum = 0.0, bound = 0.0;
+        for (int64_t n = 0; n < N; ++n) {
+          const double term = grad_y[m * N + n] * in.w(e, n, k);
+          sum += term;
+          bound += std::fabs(term);
+        }
+        for (int64_t j = 0; j < R; ++j) {
+          sum += s * g.value[m * R + j] * in.a(e, j, k);
+          bound += std::fabs(s * in.a(e, j, k)) * g.bound[m * R + j];
+        }
+        out.grad_x.value[m * K + k] = sum;
+        out.grad_x.bound[m * K + k] = bound;
+      }
+      for (int64_t j = 0; j < R; ++j) {
+        for (int64_t k = 0; k < K; ++k) {
+          const size_t index = static_cast<size_t>((e * R + j) * K + k);
+          const double x = in.x_values[m * K + k];
+          out.grad_lora_a.value[index] += s * g.value[m * R + j] * x;
+          out.grad_lora_a.bound[index] += std::fabs(s * x) * g.bound[m * R + j];
+        }
+        for (int64_t n = 0; n < N; ++n) {
+          const size_t index = static_cast<size_t>((e * N + n) * R + j);
+          const double dy = grad_y[m * N + n];
+          out.grad_lora_b.value[index] += s * dy * x_lora_a.value[m * R + j];
+          out.grad_lora_b.bound[index] += std::fabs(s * dy) * x_lora_a.bound[m * R + j];
+        }
+      }
+    }
+  return out;
+}
+
+// A random request: at least one gradient; x passed unless nothing needs it.
+GradientRequest random_request(const ExpertGemmCase& spec, std::mt19937_64& rng) {
+  GradientRequest request;
+  const bool lora = spec.rank > 0;
+  do {
+    request.grad_x = rng() % 4 != 0 || !lora;
+    request.grad_lora_a = lora && rng() % 3 != 0;
+    request.grad_lora_b = lora && rng() % 3 != 0;
+  } while (!request.grad_x && !request.grad_lora_a && !request.grad_lora_b);
+  request.pass_x_lora_a = lora && rng() % 2 == 0;
+  request.x_lora_a_type = rng() % 2 == 0 ? float32_type() : spec.activation;
+  request.pass_x = request.grad_lora_a || (request.grad_lora_b && !request.pass_x_lora_a) || rng() % 2 == 0;
+  request.caller_workspace = rng() % 4 != 0;
+  return request;
+}
+
+ExpertGemmCase fixed_case(DLDataType activation, int64_t rank) {
+  ExpertGemmCase c;
+  c.blocksize = 128;
+  c.layout = MOEQ_LAYOUT_EXPERT_IN_OUT;
+  c.in_features = 160;
+  c.out_features = 256;
+  c.rank = rank;
+  c.rows_per_expert = {70, 0, 5, 130, 0, 64};
+  c.unrouted_rows = 2;
+  c.activation = activation;
+  c.lora = float32_type();
+  c.peft_lora_b = true;
+  return c;
+}
+
+// Checks the gradients a request asked for against the float64 reference.
+void check_gradients(const ExpertGemmCase& spec, const GradientRequest& request,
+                     BackwardTensors& t, const ReferenceGradients& reference, double tolerance,
+                     SweepReport* report) {
+  if (request.grad_x) {
+    const Agreement agreement = compare_matrix(reference.grad_x, tolerance, t.grad_x, spec.in_features);
+    CHECK_MESSAGE(agreement.failures == 0, ("grad_x " + agreement.first_failure));
+    if (report) report->add("grad_x", spec.activation, agreement);
+    const PoisonCount untouched = untouched_elements(t.grad_x, spec.routed_rows());
+    CHECK(untouched.poisoned == untouched.total);
+  }
+  if (request.grad_lora_a) {
+    const Agreement agreement =
+        compare_stack(reference.grad_lora_a, tolerance, t.grad_lora_a, spec.rank, spec.in_features);
+    CHECK_MESSAGE(agreement.failures == 0, ("grad_lora_a " + agreement.first_failure));
+    if (report) report->add("grad_lora_a", spec.activation, agreement);
+  }
+  if (request.grad_lora_b) {
+    const Agreement agreement =
+        compare_stack(reference.grad_lora_b, tolerance, t.grad_lora_b, spec.out_features, spec.rank);
+    CHECK_MESSAGE(agreement.failures == 0, ("grad_lora_b " + agreement.first_failure));
+    if (report) report->add("grad_lora_b", spec.activation, agreement);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("the gradients match float64 and the CPU backend over a seeded sweep of every combination") {
+  if (skip_without_gpu()) return;
+  std::mt19937_64 rng(20261130);
+  SweepReport report;
+  int cpu_compared = 0, cases = case_count(200);
+  for (int i = 0; i < cases; ++i) {
+    const ExpertGemmCase spec = random_gpu_case(rng);
+    CAPTURE(i);
+    CAPTURE(spec.describe());
+    ExpertGemmInputs in(spec, rng);
+    const GradientRequest request = random_request(spec, rng);
+    CAPTURE(request.grad_x);
+    CAPTURE(request.grad_lora_a);
+    CAPTURE(request.grad_lora_b);
+    CAPTURE(request.pass_x_lora_a);
+    BackwardTensors host = backward_tensors(in, request, rng);
+    BackwardCall call(in, host, request);
+    call.run();
+    const double tolerance = gpu_tolerance(spec.activation);
+    const ReferenceGradients reference = reference_gradients(in, host, request);
+    check_gradients(spec, request, host, reference, tolerance, &report);
+    BackwardTensors cpu;
+    if (cpu_backward(in, host, request, cpu)) {
+      ++cpu_compared;
+      // Both within the tolerance of float64, so within twice it of each other.
+      ReferenceGradients cpu_reference = reference;
+      const auto take = [](Reference& into, const HostTensor& values) {
+        into.value = dense_values(values);
+      };
+      if (request.grad_x) {
+        cpu_reference.grad_x.value = dense_values(cpu.grad_x);
+        cpu_reference.grad_x.value.resize(reference.grad_x.value.size());
+      }
+      if (request.grad_lora_a) take(cpu_reference.grad_lora_a, cpu.grad_lora_a);
+      if (request.grad_lora_b) take(cpu_reference.grad_lora_b, cpu.grad_lora_b);
+      INFO("against the CPU backend");
+      check_gradients(spec, request, host, cpu_reference, 2 * tolerance, nullptr);
+    }
+  }
+  report.print("CUDA backward, " + std::to_string(cases) + " cases, " + std::to_string(cpu_compared) +
+               " also compared with the CPU backend");
+}
+
+TEST_CASE("the LoRA gradients are the same bits run to run, and zero for experts without rows") {
+  if (skip_without_gpu()) return;
+  for (const DLDataType activation : {float32_type(), float16_type(), bfloat16_type()}) {
+    std::mt19937_64 rng(21);
+    const ExpertGemmCase spec = fixed_case(activation, 16);
+    ExpertGemmInputs in(spec, rng);
+    GradientRequest request;
+    BackwardTensors host = backward_tensors(in, request, rng);
+    BackwardCall call(in, host, request);
+    call.run();
+    BackwardTensors first = host;
+    for (int run = 0; run < 3; ++run) {
+      call.poison();
+      call.run();
+      CHECK(host.grad_x.bytes() == first.grad_x.bytes());
+      CHECK(host.grad_lora_a.bytes() == first.grad_lora_a.bytes());
+      CHECK(host.grad_lora_b.bytes() == first.grad_lora_b.bytes());
+    }
+    for (int64_t e = 0; e < spec.experts(); ++e) {
+      if (spec.rows_per_expert[e] != 0) continue;
+      for (int64_t j = 0; j < spec.rank; ++j) {
+        for (int64_t k = 0; k < spec.in_features; ++k) CHECK(host.grad_lora_a.at({e, j, k}) == 0.0);
+        for (int64_t n = 0; n < spec.out_features; ++n) CHECK(host.grad_lora_b.at({e, n, j}) == 0.0);
+      }
+    }
+  }
+}
+
+TEST_CASE("a backward captured in a CUDA graph and replayed gives the bits of a direct call") {
+  if (skip_without_gpu()) return;
+  std::mt19937_64 rng(22);
+  ExpertGemmInputs in(fixed_case(bfloat16_type(), 16), rng);
+  cudaStream_t stream;
+  REQUIRE_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  GradientRequest request;
+  request.stream = stream;
+  BackwardTensors direct_host = backward_tensors(in, request, rng);
+  BackwardTensors captured_host = direct_host;
+  BackwardCall direct(in, direct_host, request);
+  direct.run();
+  BackwardCall captured(in, captured_host, request);
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  REQUIRE_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  const moeq_status status = captured.launch();
+  INFO(moeq_last_error());
+  REQUIRE_CUDA(cudaStreamEndCapture(stream, &graph));
+  REQUIRE(status == MOEQ_OK);
+  REQUIRE_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  for (int replay = 0; replay < 2; ++replay) {
+    captured.poison();
+    REQUIRE_CUDA(cudaGraphLaunch(exec, stream));
+    captured.fetch();
+    CHECK(captured_host.grad_x.bytes() == direct_host.grad_x.bytes());
+    CHECK(captured_host.grad_lora_a.bytes() == direct_host.grad_lora_a.bytes());
+    CHECK(captured_host.grad_lora_b.bytes() == direct_host.grad_lora_b.bytes());
+  }
+  REQUIRE_CUDA(cudaGraphExecDestroy(exec));
+  REQUIRE_CUDA(cudaGraphDestroy(graph));
+  REQUIRE_CUDA(cudaStreamDestroy(stream));
+}
+
+TEST_CASE("the backward workspace is O(M x r) and one byte short is MOEQ_ERR_WORKSPACE_TOO_SMALL") {
+  if (skip_without_gpu()) return;
+  std::mt19937_64 rng(23);
+  ExpertGemmInputs in(fixed_case(float16_type(), 32), rng);
+  GradientRequest request;
+  BackwardTensors host = backward_tensors(in, request, rng);
+  BackwardCall call(in, host, request);
+  // g = dY B and x A^T, float32 [M, r] each, plus the schedule.
+  CHECK(call.workspace_bytes <= static_cast<size_t>(2 * in.spec.rows() * in.spec.rank * 4 + 4 * 1024));
+  call.args.workspace_bytes = call.workspace_bytes - 1;
+  CHECK(call.launch() == MOEQ_ERR_WORKSPACE_TOO_SMALL);
+  CHECK(std::string(moeq_last_error()).find("workspace_bytes") != std::string::npos);
+}
+
+#else
+
+TEST_CASE("the CUDA expert GEMM backward tests need a CUDA build") {
+  MESSAGE("built without CUDA: CUDA expert GEMM backward tests skipped");
+}
+
+#endif

@@ -1,0 +1,302 @@
+// Shared by the CUDA expert GEMM suites: device copies of host tensors, random
+// cases over every combination the GPU path supports, float64 references with an
+// elementwise error bound, and the tolerances of the GPU path per dtype.
+#pragma once
+
+#include "support/expert_gemm_case.hpp"
+
+#include <doctest/doctest.h>
+#include <moeq/moeq.h>
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace moeq_gpu_test {
+
+using namespace moeq_test;
+
+#define REQUIRE_CUDA(call) REQUIRE_MESSAGE((call) == cudaSuccess, #call)
+
+// The GPU suites skip (and say so) where no GPU is visible, as in CI.
+inline bool skip_without_gpu() {
+  if (moeq_cuda_available() != 0) return false;
+  MESSAGE("no CUDA GPU visible: CUDA expert GEMM test skipped");
+  return true;
+}
+
+// Random cases to run: MOEQ_GEMM_TEST_CASES overrides (the sanitizer runs use few).
+inline int case_count(int default_count) {
+  const char* text = std::getenv("MOEQ_GEMM_TEST_CASES");
+  return text != nullptr ? std::max(1, std::atoi(text)) : default_count;
+}
+
+// Elementwise tolerance, as a multiple of the bound sum |a_i b_i| of each output.
+// Each 16-bit operand that is not exact (the dequantized weight, LoRA factors and
+// rank-r intermediates) and the stored output are rounded once: <= 4 unit
+// roundoffs (bf16 2^-8, f16 2^-11). float32 runs as bf16x3 (hi*hi + hi*lo + lo*hi,
+// ~2^-16 per product) plus float32 accumulation.
+inline double gpu_tolerance(DLDataType activation) {
+  if (same_dtype(activation, bfloat16_type())) return 4 * std::ldexp(1.0, -8);
+  if (same_dtype(activation, float16_type())) return 4 * std::ldexp(1.0, -11);
+  return 1e-4;
+}
+
+// A device copy of a host tensor (same shape, strides and bytes, poison included).
+class DeviceTensor {
+ public:
+  DeviceTensor() = default;
+  explicit DeviceTensor(HostTensor& host) { assign(host); }
+  DeviceTensor(const DeviceTensor&) = delete;
+  DeviceTensor& operator=(const DeviceTensor&) = delete;
+  ~DeviceTensor() {
+    if (data_ != nullptr) cudaFree(data_);
+  }
+
+  void assign(HostTensor& host) {
+    if (data_ != nullptr) cudaFree(data_);
+    bytes_ = host.bytes().size();
+    REQUIRE_CUDA(cudaMalloc(&data_, bytes_));
+    shape_ = host.shape();
+    strides_.clear();
+    if (host.dl()->strides != nullptr)
+      strides_.assign(host.dl()->strides, host.dl()->strides + host.dl()->ndim);
+    rebind(*host.dl());
+    upload(host);
+  }
+  void upload(HostTensor& host) {
+    REQUIRE_CUDA(cudaMemcpy(data_, host.bytes().data(), bytes_, cudaMemcpyHostToDevice));
+  }
+  void download(HostTensor& host) const {
+    REQUIRE_CUDA(cudaMemcpy(host.bytes().data(), data_, bytes_, cudaMemcpyDeviceToHost));
+  }
+  DLTensor* dl() { return data_ != nullptr ? &dl_ : nullptr; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void rebind(const DLTensor& like) {
+    dl_ = like;
+    dl_.data = data_;
+    dl_.device = DLDevice{kDLCUDA, 0};
+    dl_.shape = shape_.data();
+    dl_.strides = strides_.empty() ? nullptr : strides_.data();
+    dl_.byte_offset = 0;
+  }
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+  std::vector<int64_t> shape_, strides_;
+  DLTensor dl_{};
+};
+
+// A device copy of a quantized host tensor.
+class DeviceQTensor {
+ public:
+  explicit DeviceQTensor(HostQTensor& host)
+      : packed(host.packed), absmax(host.absmax), nested_absmax(host.nested_absmax),
+        nested_code(host.nested_code), nested_offset(host.nested_offset), q_(*host.q()) {
+    q_.packed = *packed.dl();
+    q_.absmax = *absmax.dl();
+    if (q_.nested) {
+      q_.nested_absmax = *nested_absmax.dl();
+      q_.nested_code = *nested_code.dl();
+      q_.nested_offset = *nested_offset.dl();
+    }
+  }
+  const moeq_qtensor* q() const { return &q_; }
+
+ private:
+  DeviceTensor packed, absmax, nested_absmax, nested_code, nested_offset;
+  moeq_qtensor q_;
+};
+
+// The inputs of a case on the device.
+struct DeviceInputs {
+  explicit DeviceInputs(ExpertGemmInputs& in)
+      : weight(in.weight), x(in.x), group_end(in.group_end) {
+    if (in.spec.rank > 0) {
+      lora_a.assign(in.lora_a);
+      lora_b.assign(in.lora_b);
+    }
+  }
+  DeviceQTensor weight;
+  DeviceTensor x, group_end, lora_a, lora_b;
+};
+
+// A random case over everything the GPU path covers: blocksizes 32..4096, both
+// layouts, E up to 1024, experts with no rows and with several row tiles, K and N
+// multiples of 16 or not, ranks 1..256, strided LoRA factors, padded rows.
+inline ExpertGemmCase random_gpu_case(std::mt19937_64& rng) {
+  const auto pick = [&](int64_t low, int64_t high) {
+    return std::uniform_int_distribution<int64_t>(low, high)(rng);
+  };
+  const DLDataType activations[3] = {float32_type(), float16_type(), bfloat16_type()};
+  ExpertGemmCase c;
+  c.format = pick(0, 1) ? MOEQ_FORMAT_NF4 : MOEQ_FORMAT_FP4;
+  c.nested = pick(0, 1) == 1;
+  c.layout = pick(0, 1) ? MOEQ_LAYOUT_EXPERT_OUT_IN : MOEQ_LAYOUT_EXPERT_IN_OUT;
+  const int64_t size_class = pick(0, 19);  // 0: 1024 experts, 1..2: many, else few
+  const int64_t experts = size_class == 0 ? 1024 : size_class <= 2 ? pick(13, 80) : pick(1, 12);
+  c.blocksize = static_cast<int32_t>(32 << pick(0, experts > 80 ? 1 : 7));
+  const int64_t last_dim = c.blocksize * pick(1, std::max<int64_t>(1, 384 / c.blocksize));
+  const int64_t other_dim =
+      experts > 80 ? 16 * pick(1, 3) : (pick(0, 9) < 7 ? 16 * pick(1, 20) : pick(1, 200));
+  const bool out_in = c.layout == MOEQ_LAYOUT_EXPERT_OUT_IN;
+  c.in_features = out_in ? last_dim : other_dim;
+  c.out_features = out_in ? other_dim : last_dim;
+  const int64_t ranks[9] = {0, 1, 3, 8, 16, 17, 64, 100, 256};
+  c.rank = ranks[pick(0, 8)];
+  c.rows_per_expert.assign(static_cast<size_t>(experts), 0);
+  for (int64_t& count : c.rows_per_expert) {
+    const int64_t kind = pick(0, 19);
+    count = experts > 80 ? pick(0, 3) : kind < 5 ? 0 : kind < 17 ? pick(1, 40) : pick(65, 200);
+  }
+  // Keep the float64 reference quick: at most ~3e7 multiply-adds per product.
+  const int64_t budget = 30000000 / (c.in_features * std::max<int64_t>(c.out_features, c.rank));
+  for (int64_t& count : c.rows_per_expert)
+    count = std::min<int64_t>(count, std::max<int64_t>(1, budget / experts));
+  c.unrouted_rows = pick(0, 5);
+  const int64_t paddings[3] = {0, 3, 8};
+  c.row_padding = paddings[pick(0, 2)];
+  c.activation = activations[pick(0, 2)];
+  c.lora = pick(0, 1) ? float32_type() : c.activation;
+  c.peft_lora_b = pick(0, 1) == 1;
+  c.group_end_int64 = pick(0, 1) == 1;
+  const float scales[3] = {0.5f, 2.0f, -1.25f};
+  c.lora_scale = scales[pick(0, 2)];
+  return c;
+}
+
+// A float64 result and, per element, the bound sum |terms| its error is measured against.
+struct Reference {
+  std::vector<double> value, bound;
+  void resize(size_t count) {
+    value.assign(count, 0.0);
+    bound.assign(count, 0.0);
+  }
+};
+
+// x_e A_e^T for rows [0, M) (zero for unrouted rows), and its bound.
+inline Reference reference_projection_x_a(const ExpertGemmInputs& in) {
+  const ExpertGemmCase& c = in.spec;
+  Reference out;
+  out.resize(static_cast<size_t>(c.rows() * c.rank));
+  for (int64_t e = 0; e < c.experts(); ++e)
+    for (int64_t i = in.begin(e); i < in.begin(e) + c.rows_per_expert[e]; ++i)
+      for (int64_t j = 0; j < c.rank; ++j) {
+        double sum = 0.0, bound = 0.0;
+        for (int64_t k = 0; k < c.in_features; ++k) {
+          const double term = in.x_values[i * c.in_features + k] * in.a(e, j, k);
+          sum += term;
+          bound += std::fabs(term);
+        }
+        out.value[i * c.rank + j] = sum;
+        out.bound[i * c.rank + j] = bound;
+      }
+  return out;
+}
+
+// y_e = x_e W_e^T + s (x_e A_e^T) B_e^T for the routed rows, [routed, N].
+inline Reference reference_y(const ExpertGemmInputs& in) {
+  const ExpertGemmCase& c = in.spec;
+  const Reference projected = reference_projection_x_a(in);
+  Reference y;
+  y.resize(static_cast<size_t>(c.routed_rows() * c.out_features));
+  for (int64_t e = 0; e < c.experts(); ++e)
+    for (int64_t i = in.begin(e); i < in.begin(e) + c.rows_per_expert[e]; ++i)
+      for (int64_t n = 0; n < c.out_features; ++n) {
+        double sum = 0.0, bound = 0.0;
+        for (int64_t k = 0; k < c.in_features; ++k) {
+          const double term = in.x_values[i * c.in_features + k] * in.w(e, n, k);
+          sum += term;
+          bound += std::fabs(term);
+        }
+        for (int64_t j = 0; j < c.rank; ++j) {
+          sum += c.lora_scale * projected.value[i * c.rank + j] * in.b(e, n, j);
+          bound += std::fabs(c.lora_scale * in.b(e, n, j)) * projected.bound[i * c.rank + j];
+        }
+        y.value[i * c.out_features + n] = sum;
+        y.bound[i * c.out_features + n] = bound;
+      }
+  return y;
+}
+
+// The worst (|actual - expected| / bound) over the elements and the relative
+// Frobenius error; an element with bound 0 must be exactly 0; NaN never passes.
+struct Agreement {
+  double worst_ratio = 0.0;
+  double relative_error = 0.0;
+  int64_t failures = 0;
+  std::string first_failure;
+};
+
+template <class Value>
+Agreement compare(const Reference& expected, double tolerance, Value&& actual_at) {
+  Agreement agreement;
+  double difference = 0.0, norm = 0.0;
+  for (size_t i = 0; i < expected.value.size(); ++i) {
+    const double actual = actual_at(static_cast<int64_t>(i));
+    const double error = std::fabs(actual - expected.value[i]);
+    difference += error * error;
+    norm += expected.value[i] * expected.value[i];
+    const double ratio = expected.bound[i] > 0 ? error / expected.bound[i] : (error == 0 ? 0 : INFINITY);
+    if (!(ratio <= tolerance)) {
+      if (agreement.failures++ == 0)
+        agreement.first_failure = "element " + std::to_string(i) + ": got " + std::to_string(actual) +
+                                  ", expected " + std::to_string(expected.value[i]) + " (bound " +
+                                  std::to_string(expected.bound[i]) + ")";
+    }
+    if (!(ratio <= agreement.worst_ratio)) agreement.worst_ratio = ratio;
+  }
+  agreement.relative_error = norm > 0 ? std::sqrt(difference / norm) : std::sqrt(difference);
+  return agreement;
+}
+
+// Element (i, j) of the first rows of a [M, cols] matrix, flattened as i * cols + j.
+inline Agreement compare_matrix(const Reference& expected, double tolerance, const HostTensor& actual,
+                                int64_t cols) {
+  return compare(expected, tolerance,
+                 [&](int64_t index) { return actual.at({index / cols, index % cols}); });
+}
+
+// Element (e, i, j) of a [E, rows, cols] stack, flattened as (e * rows + i) * cols + j.
+inline Agreement compare_stack(const Reference& expected, double tolerance, const HostTensor& actual,
+                               int64_t rows, int64_t cols) {
+  return compare(expected, tolerance, [&](int64_t index) {
+    return actual.at({index / (rows * cols), index / cols % rows, index % cols});
+  });
+}
+
+// The worst agreement seen per dtype, printed at the end of a sweep.
+class SweepReport {
+ public:
+  void add(const std::string& what, DLDataType dtype, const Agreement& agreement) {
+    Entry& entry = entries_[what + " " + dtype_label(dtype)];
+    entry.worst_ratio = std::max(entry.worst_ratio, agreement.worst_ratio);
+    entry.relative_error = std::max(entry.relative_error, agreement.relative_error);
+    entry.tolerance = gpu_tolerance(dtype);
+    ++entry.count;
+  }
+  void print(const std::string& title) const {
+    std::string text = title + ": worst |error| / sum|terms| (tolerance), worst relative Frobenius error";
+    for (const auto& [name, entry] : entries_)
+      text += "\n  " + name + ": " + std::to_string(entry.count) + " outputs, " +
+              std::to_string(entry.worst_ratio) + " (" + std::to_string(entry.tolerance) + "), " +
+              std::to_string(entry.relative_error);
+    MESSAGE(text);
+  }
+
+ private:
+  struct Entry {
+    double worst_ratio = 0, relative_error = 0, tolerance = 0;
+    int count = 0;
+  };
+  std::map<std::string, Entry> entries_;
+};
+
+}  // namespace moeq_gpu_test
