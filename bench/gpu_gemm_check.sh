@@ -10,8 +10,9 @@
 #                                      and .whl (the bitsandbytes wheel)
 #
 # Environment: OUT (logs; default .gpu_gemm/out), JOBS (16), STEPS (default
-# "build test sanitize bench"), SANITIZER_CASES (random cases per suite, 3),
-# BENCH_ARGS (passed to bench/expert_gemm.py).
+# "build test sanitize bench"), SANITIZER_TOOLS (default "memcheck racecheck
+# initcheck"), SANITIZER_CASES (random cases per suite, 3), BENCH_ARGS (passed to
+# bench/expert_gemm.py). The two suites run side by side in each step.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stage=$(pwd)/.gpu_gemm
@@ -66,28 +67,33 @@ suites=(test_cuda_expert_gemm test_cuda_expert_gemm_backward)
 if has_step test; then
   echo "== CUDA expert GEMM tests"
   for suite in "${suites[@]}"; do
-    ( time "$build/tests/$suite" ) >>"$out/tests.log" 2>&1 || status=1
+    ( time timeout 300 "$build/tests/$suite" ) >"$out/$suite.log" 2>&1 &
   done
-  grep -E "MESSAGE|outputs,|cases,|test cases:|assertions:|ERROR|FAILED|real" "$out/tests.log" | head -60
+  for job in $(jobs -p); do wait "$job" || status=1; done
+  cat "$out"/test_cuda_expert_gemm*.log >"$out/tests.log" && rm "$out"/test_cuda_expert_gemm*.log
+  grep -E "outputs,|cases,|test cases:|assertions:|ERROR|real" "$out/tests.log" | head -40
+  grep -c "ERROR" "$out/tests.log"
 fi
 
 if has_step sanitize; then
   echo "== compute-sanitizer (${SANITIZER_CASES:-3} random cases per suite)"
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  for tool in memcheck racecheck initcheck; do
+  for tool in ${SANITIZER_TOOLS:-memcheck racecheck initcheck}; do
     for suite in "${suites[@]}"; do
       # The device-memory test reads cudaMemGetInfo, which the sanitizer's own
       # allocations perturb; everything else runs.
-      echo "-- $tool $suite" >>"$out/sanitize.log"
-      MOEQ_GEMM_TEST_CASES=${SANITIZER_CASES:-3} timeout 240 "$sanitizer" --tool "$tool" \
-        --error-exitcode 3 "$build/tests/$suite" -tce='*allocates no device memory*' \
-        >>"$out/sanitize.log" 2>&1
-      code=$?
-      echo "$tool $suite: exit $code" | tee -a "$out/sanitize.log"
-      [ $code -ne 0 ] && status=1
+      ( MOEQ_GEMM_TEST_CASES=${SANITIZER_CASES:-3} timeout 180 "$sanitizer" --tool "$tool" \
+          --error-exitcode 3 "$build/tests/$suite" -tce='*allocates no device memory*' \
+          >"$out/$tool-$suite.log" 2>&1
+        echo "$tool $suite: exit $?" >>"$out/$tool-$suite.log" ) &
+    done
+    wait
+    for suite in "${suites[@]}"; do
+      cat "$out/$tool-$suite.log" >>"$out/sanitize.log" && rm "$out/$tool-$suite.log"
     done
   done
-  grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$out/sanitize.log"
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|: exit" "$out/sanitize.log"
+  grep -q ": exit [^0]" "$out/sanitize.log" && status=1
 fi
 
 if has_step bench; then

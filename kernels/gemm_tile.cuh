@@ -103,7 +103,7 @@ __device__ __forceinline__ void split_terms(float value,
 // rows padded. Which of (output index, reduced index) is the row is the kernel's
 // choice; the mma fragment loaders take it as a template flag.
 template <class Operand, int Rows, int Cols>
-struct SmemTile {
+struct alignas(16) SmemTile {
   using OperandType = Operand;
   using Element = typename Operand::Element;
   static constexpr int kRows = Rows;
