@@ -1,17 +1,19 @@
-"""ctypes view of libmoeq's quantize/dequantize ABI (moeq.h) over torch tensors.
-
-For the benchmarks only: the Python package (bindings/python) is the supported
-interface. Argument structs are built once and reused, so a timed call costs one
-foreign call.
+"""ctypes view of libmoeq's C ABI (include/moeq/moeq.h) over torch tensors, for the
+GPU benchmarks (bench/quant.py, bench/expert_gemm.py); the supported Python
+interface is bindings/python. Argument structs are built once and reused, so a
+timed call costs one foreign call.
 """
 import ctypes
+import os
 
 import torch
 
-KDL_UINT, KDL_FLOAT, KDL_BFLOAT = 1, 2, 4
+KDL_UINT, KDL_INT, KDL_FLOAT, KDL_BFLOAT = 1, 0, 2, 4
 KDL_CPU, KDL_CUDA = 1, 2
 MOEQ_FORMAT_NF4, MOEQ_FORMAT_FP4 = 1, 2
+MOEQ_LAYOUT_EXPERT_OUT_IN, MOEQ_LAYOUT_EXPERT_IN_OUT = 0, 1
 MOEQ_MAX_DIMS = 8
+MOEQ_NESTED_CODE_SIZE = 256
 
 
 class DLDevice(ctypes.Structure):
@@ -34,7 +36,7 @@ class DLTensor(ctypes.Structure):
     ]
 
 
-class QuantConfig(ctypes.Structure):
+class moeq_quant_config(ctypes.Structure):
     _fields_ = [
         ("struct_size", ctypes.c_uint32),
         ("format", ctypes.c_int32),
@@ -43,7 +45,7 @@ class QuantConfig(ctypes.Structure):
     ]
 
 
-class QuantLayout(ctypes.Structure):
+class moeq_quant_layout(ctypes.Structure):
     _fields_ = [
         ("struct_size", ctypes.c_uint32),
         ("numel", ctypes.c_int64),
@@ -57,7 +59,7 @@ class QuantLayout(ctypes.Structure):
     ]
 
 
-class QTensor(ctypes.Structure):
+class moeq_qtensor(ctypes.Structure):
     _fields_ = [
         ("struct_size", ctypes.c_uint32),
         ("format", ctypes.c_int32),
@@ -74,11 +76,33 @@ class QTensor(ctypes.Structure):
     ]
 
 
+_TENSOR = ctypes.POINTER(DLTensor)
+
+
+def _expert_gemm_fields(*tensors):
+    """The fields of moeq_expert_gemm_args / _grad_args: shared head and tail, own tensors."""
+    head = [("struct_size", ctypes.c_uint32), ("x", _TENSOR), ("weight", ctypes.POINTER(moeq_qtensor)),
+            ("weight_layout", ctypes.c_int32), ("group_end", _TENSOR), ("lora_a", _TENSOR),
+            ("lora_b", _TENSOR), ("lora_scale", ctypes.c_float)]
+    tail = [("workspace", ctypes.c_void_p), ("workspace_bytes", ctypes.c_size_t)]
+    return head + [(name, _TENSOR) for name in tensors] + tail
+
+
+class moeq_expert_gemm_args(ctypes.Structure):
+    _fields_ = _expert_gemm_fields("y", "x_lora_a")
+
+
+class moeq_expert_gemm_grad_args(ctypes.Structure):
+    _fields_ = _expert_gemm_fields("grad_y", "x_lora_a", "grad_x", "grad_lora_a", "grad_lora_b")
+
+
 _DTYPES = {
     torch.float32: (KDL_FLOAT, 32),
     torch.float16: (KDL_FLOAT, 16),
     torch.bfloat16: (KDL_BFLOAT, 16),
     torch.uint8: (KDL_UINT, 8),
+    torch.int32: (KDL_INT, 32),
+    torch.int64: (KDL_INT, 64),
 }
 
 
@@ -87,98 +111,115 @@ def dl_dtype(dtype):
     return DLDataType(code, bits, 1)
 
 
+def load_library(path=None):
+    """libmoeq.so from `path`, else $MOEQ_LIBRARY, with every signature the benches call."""
+    lib = ctypes.CDLL(path or os.environ.get("MOEQ_LIBRARY", "libmoeq.so"))
+    status = ctypes.c_int32
+    signatures = {
+        "moeq_build_info": (ctypes.c_char_p, []),
+        "moeq_last_error": (ctypes.c_char_p, []),
+        "moeq_cuda_available": (ctypes.c_int32, []),
+        "moeq_quantized_layout": (status, [ctypes.POINTER(moeq_quant_config), ctypes.c_int32,
+                                           ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(moeq_quant_layout)]),
+        "moeq_quantize": (status, [_TENSOR, ctypes.POINTER(moeq_quant_config), ctypes.POINTER(moeq_qtensor),
+                                   ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+        "moeq_dequantize": (status, [ctypes.POINTER(moeq_qtensor), _TENSOR, ctypes.c_void_p]),
+        "moeq_expert_gemm_lora": (status, [ctypes.POINTER(moeq_expert_gemm_args), ctypes.c_void_p]),
+        "moeq_expert_gemm_lora_backward": (status, [ctypes.POINTER(moeq_expert_gemm_grad_args), ctypes.c_void_p]),
+        "moeq_expert_gemm_workspace_size": (status, [ctypes.POINTER(moeq_expert_gemm_args),
+                                                     ctypes.POINTER(ctypes.c_size_t)]),
+        "moeq_expert_gemm_grad_workspace_size": (status, [ctypes.POINTER(moeq_expert_gemm_grad_args),
+                                                          ctypes.POINTER(ctypes.c_size_t)]),
+    }
+    for name, (restype, argtypes) in signatures.items():
+        function = getattr(lib, name)
+        function.restype, function.argtypes = restype, argtypes
+    return lib
+
+
+def check(lib, status, what):
+    if status != 0:
+        raise RuntimeError(f"{what}: status {status}: {lib.moeq_last_error().decode()}")
+
+
 class TensorView:
-    """A DLTensor over a contiguous torch tensor; keeps its shape array alive."""
+    """A DLTensor over a torch tensor (strides in elements); keeps its arrays alive."""
 
     def __init__(self, tensor):
-        assert tensor.is_contiguous()
         self.tensor = tensor
         self.shape = (ctypes.c_int64 * max(tensor.dim(), 1))(*tensor.shape)
+        self.strides = (ctypes.c_int64 * max(tensor.dim(), 1))(*tensor.stride())
         device = DLDevice(KDL_CUDA, tensor.device.index or 0) if tensor.is_cuda else DLDevice(KDL_CPU, 0)
-        self.dl = DLTensor(tensor.data_ptr(), device, tensor.dim(), dl_dtype(tensor.dtype), self.shape, None, 0)
+        self.dl = DLTensor(tensor.data_ptr(), device, tensor.dim(), dl_dtype(tensor.dtype), self.shape,
+                           self.strides, 0)
+
+    def pointer(self):
+        return ctypes.pointer(self.dl)
 
 
-class Moeq:
-    def __init__(self, path):
-        self.lib = ctypes.CDLL(path)
-        lib = self.lib
-        lib.moeq_last_error.restype = ctypes.c_char_p
-        lib.moeq_build_info.restype = ctypes.c_char_p
-        lib.moeq_quantized_layout.argtypes = [ctypes.POINTER(QuantConfig), ctypes.c_int32,
-                                              ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(QuantLayout)]
-        lib.moeq_quantize.argtypes = [ctypes.POINTER(DLTensor), ctypes.POINTER(QuantConfig), ctypes.POINTER(QTensor),
-                                      ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-        lib.moeq_dequantize.argtypes = [ctypes.POINTER(QTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]
-        for name in ("moeq_quantized_layout", "moeq_quantize", "moeq_dequantize"):
-            getattr(lib, name).restype = ctypes.c_int32
-
-    def build_info(self):
-        return self.lib.moeq_build_info().decode()
-
-    def check(self, status, what):
-        if status != 0:
-            raise RuntimeError(f"{what}: status {status}: {self.lib.moeq_last_error().decode()}")
-
-    def layout(self, shape, fmt, blocksize, nested):
-        config = QuantConfig(ctypes.sizeof(QuantConfig), fmt, blocksize, int(nested))
-        dims = (ctypes.c_int64 * len(shape))(*shape)
-        layout = QuantLayout()
-        layout.struct_size = ctypes.sizeof(QuantLayout)
-        self.check(self.lib.moeq_quantized_layout(ctypes.byref(config), len(shape), dims, ctypes.byref(layout)),
-                   "moeq_quantized_layout")
-        return config, layout
+def qtensor(packed, absmax, shape, dtype, fmt=MOEQ_FORMAT_NF4, blocksize=64, nested=None):
+    """A moeq_qtensor over existing buffers: plain (absmax float32), or nested when
+    `nested` = (nested_absmax, nested_code, nested_offset). Returns (q, views); keep
+    the views alive as long as q is used."""
+    buffers = {"packed": packed.reshape(-1), "absmax": absmax.reshape(-1)}
+    if nested is not None:
+        buffers.update(zip(("nested_absmax", "nested_code", "nested_offset"), (t.reshape(-1) for t in nested)))
+    views = {name: TensorView(tensor) for name, tensor in buffers.items()}
+    q = moeq_qtensor()
+    q.struct_size = ctypes.sizeof(moeq_qtensor)
+    q.format, q.blocksize, q.nested, q.ndim = fmt, blocksize, int(nested is not None), len(shape)
+    for i, size in enumerate(shape):
+        q.shape[i] = size
+    q.dtype = dl_dtype(dtype)
+    for name, view in views.items():
+        setattr(q, name, view.dl)
+    return q, views
 
 
 class QuantizedTensor:
-    """Device buffers of a moeq_qtensor (allocated, or borrowed from bitsandbytes)."""
+    """Device buffers sized by moeq_quantized_layout, a workspace, and their qtensor."""
 
-    def __init__(self, moeq, shape, dtype, fmt=MOEQ_FORMAT_NF4, blocksize=64, nested=False, buffers=None):
-        self.config, layout = moeq.layout(shape, fmt, blocksize, nested)
+    def __init__(self, lib, shape, dtype, fmt=MOEQ_FORMAT_NF4, blocksize=64, nested=False):
+        self.config = moeq_quant_config(ctypes.sizeof(moeq_quant_config), fmt, blocksize, int(nested))
+        layout = moeq_quant_layout()
+        layout.struct_size = ctypes.sizeof(moeq_quant_layout)
+        dims = (ctypes.c_int64 * len(shape))(*shape)
+        check(lib, lib.moeq_quantized_layout(ctypes.byref(self.config), len(shape), dims, ctypes.byref(layout)),
+              "moeq_quantized_layout")
         cuda = dict(device="cuda")
-        if buffers is None:
-            buffers = dict(
-                packed=torch.empty(layout.packed_bytes, dtype=torch.uint8, **cuda),
-                absmax=torch.empty(layout.absmax_count, dtype=torch.uint8 if nested else torch.float32, **cuda))
-            if nested:
-                buffers.update(
-                    nested_absmax=torch.empty(layout.nested_absmax_count, dtype=torch.float32, **cuda),
-                    nested_code=torch.empty(256, dtype=torch.float32, **cuda),
-                    nested_offset=torch.empty(1, dtype=torch.float32, **cuda))
-        self.buffers = {name: tensor.reshape(-1).contiguous() for name, tensor in buffers.items()}
-        self.views = {name: TensorView(tensor) for name, tensor in self.buffers.items()}
+        self.packed = torch.empty(layout.packed_bytes, dtype=torch.uint8, **cuda)
+        self.absmax = torch.empty(layout.absmax_count, dtype=torch.uint8 if nested else torch.float32, **cuda)
+        self.nested = None
+        if nested:
+            self.nested = (torch.empty(layout.nested_absmax_count, dtype=torch.float32, **cuda),
+                           torch.empty(MOEQ_NESTED_CODE_SIZE, dtype=torch.float32, **cuda),
+                           torch.empty(1, dtype=torch.float32, **cuda))
         self.workspace = torch.empty(max(layout.quantize_workspace_bytes, 1), dtype=torch.uint8, **cuda)
-        q = QTensor()
-        q.struct_size = ctypes.sizeof(QTensor)
-        q.format, q.blocksize, q.nested, q.ndim = fmt, blocksize, int(nested), len(shape)
-        for i, size in enumerate(shape):
-            q.shape[i] = size
-        q.dtype = dl_dtype(dtype)
-        for name, view in self.views.items():
-            setattr(q, name, view.dl)
-        self.q = q
+        self.q, self.views = qtensor(self.packed, self.absmax, shape, dtype, fmt, blocksize, self.nested)
 
 
-def quantize_call(moeq, x, qt):
-    """A zero-argument callable that quantizes x into qt on torch's current stream."""
+def _stream():
+    return ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
+
+
+def quantize_call(lib, x, quantized):
+    """A no-argument callable quantizing x into `quantized` on torch's current stream."""
     view = TensorView(x)
-    stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
-    args = (ctypes.byref(view.dl), ctypes.byref(qt.config), ctypes.byref(qt.q),
-            ctypes.c_void_p(qt.workspace.data_ptr()), ctypes.c_size_t(qt.workspace.numel()), stream)
-    function = moeq.lib.moeq_quantize
+    args = (view.pointer(), ctypes.byref(quantized.config), ctypes.byref(quantized.q),
+            quantized.workspace.data_ptr(), quantized.workspace.numel(), _stream())
 
     def call():
-        moeq.check(function(*args), "moeq_quantize")
-    call.keep = view
+        check(lib, lib.moeq_quantize(*args), "moeq_quantize")
+    call.view = view
     return call
 
 
-def dequantize_call(moeq, qt, out):
+def dequantize_call(lib, q, out):
+    """A no-argument callable dequantizing moeq_qtensor q into `out` on torch's current stream."""
     view = TensorView(out)
-    stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
-    args = (ctypes.byref(qt.q), ctypes.byref(view.dl), stream)
-    function = moeq.lib.moeq_dequantize
+    args = (ctypes.byref(q), view.pointer(), _stream())
 
     def call():
-        moeq.check(function(*args), "moeq_dequantize")
-    call.keep = view
+        check(lib, lib.moeq_dequantize(*args), "moeq_dequantize")
+    call.view = view
     return call

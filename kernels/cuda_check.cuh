@@ -38,4 +38,25 @@ class DeviceGuard {
 
 inline cudaStream_t as_stream(void* stream) { return static_cast<cudaStream_t>(stream); }
 
+// Scratch from the stream-ordered allocator, released on the same stream when the
+// scope ends: no host synchronisation, and capturable in a CUDA graph.
+class StreamScratch {
+ public:
+  explicit StreamScratch(cudaStream_t stream) : stream_(stream) {}
+  ~StreamScratch() {
+    if (pointer_ != nullptr) cudaFreeAsync(pointer_, stream_);
+  }
+  StreamScratch(const StreamScratch&) = delete;
+  StreamScratch& operator=(const StreamScratch&) = delete;
+
+  void* allocate(size_t bytes) {
+    check_cuda(cudaMallocAsync(&pointer_, bytes, stream_), "cudaMallocAsync");
+    return pointer_;
+  }
+
+ private:
+  cudaStream_t stream_;
+  void* pointer_ = nullptr;
+};
+
 }  // namespace moeq::cuda

@@ -10,8 +10,5 @@ namespace {
 }
 }  // namespace
 
-void quantize(const QuantizeProblem&, void*) { pending("quantize"); }
-void dequantize(const DequantizeProblem&, void*) { pending("dequantize"); }
-size_t quantize_workspace_bytes(const QuantizedBuffers&) { return 0; }
 
 }  // namespace moeq::cuda

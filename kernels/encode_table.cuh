@@ -1,0 +1,73 @@
+// A bucket table that turns a normalized value into its 4-bit code with one
+// shared-memory lookup and one comparison instead of core/format.hpp's fifteen
+// comparisons (quantization is otherwise bound by that arithmetic, not by memory).
+// The table is built on the host from core/format.hpp's encoders, so the codes
+// cannot differ from the CPU backend's.
+#pragma once
+
+#include "core/format.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+namespace moeq::cuda {
+
+// Keys in [-1, 1] (NF4: the value; FP4: its magnitude) fall into buckets of width
+// 1/16. Neighbouring NF4 thresholds are >= 0.08 apart and FP4's >= 0.083, so a
+// bucket holds at most one threshold: code = key > threshold ? high : low.
+constexpr int kEncodeBuckets = 33;              // NF4 uses 0..32, FP4 0..16
+constexpr uint32_t kEncodeNanEntry = kEncodeBuckets;  // NaN keys land here
+constexpr int kEncodeEntries = kEncodeBuckets + 1;
+
+struct alignas(8) EncodeEntry {
+  float threshold;  // +inf when the bucket holds no threshold
+  uint32_t codes;   // low | high << 8
+};
+
+struct EncodeTable {
+  EncodeEntry entries[kEncodeEntries];
+};
+
+// Adding 1.5 * 2^23 rounds a float in [-2^22, 2^22] to an integer held in the low
+// bits of the sum; the bucket is that integer.
+constexpr float kBucketRounding = 12582912.0f;
+
+template <Format F>
+MOEQ_HOST_DEVICE float encode_key(float normalized) {
+  return F == Format::NF4 ? normalized : fabsf(normalized);
+}
+
+// Keys beyond [-1 - 2^-19, 1 + 2^-19] are outside the table's domain; NaN maps
+// to kEncodeNanEntry whatever its bits (they exceed every bucket's as unsigned).
+template <Format F>
+MOEQ_HOST_DEVICE uint32_t encode_bucket(float key) {
+  const float offset = F == Format::NF4 ? 16.0f : 0.0f;  // NF4 keys may be negative
+  const float rounded = fmaf(key, 16.0f, kBucketRounding + offset);
+  const uint32_t bucket = float_to_bits(rounded) - float_to_bits(kBucketRounding);
+  return bucket < kEncodeNanEntry ? bucket : kEncodeNanEntry;
+}
+
+// The code of `normalized` when |normalized| <= 1 + 2^-22 or it is NaN: the
+// values x * block_scale(absmax) take whenever that scale is finite.
+template <Format F>
+__device__ __forceinline__ uint32_t table_encode(const EncodeEntry* table, float normalized) {
+  const float key = encode_key<F>(normalized);
+  const EncodeEntry entry = table[encode_bucket<F>(key)];
+  uint32_t code = key > entry.threshold ? entry.codes >> 8 : entry.codes & 0xffu;
+  if (F == Format::FP4 && normalized < 0.0f) code |= 8u;
+  return code;
+}
+
+// Built once per format (thread-safe) from encode().
+const EncodeTable& encode_table(Format format);
+
+// Calls body(std::integral_constant<Format, ...>{}): the one place a runtime
+// format becomes a compile-time one.
+template <class Body>
+decltype(auto) dispatch_format(Format format, Body&& body) {
+  if (format == Format::FP4) return body(std::integral_constant<Format, Format::FP4>{});
+  return body(std::integral_constant<Format, Format::NF4>{});
+}
+
+}  // namespace moeq::cuda
