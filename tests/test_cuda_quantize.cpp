@@ -451,6 +451,8 @@ TEST_CASE("quantize and dequantize captured in a CUDA graph replay on new inputs
       input.upload(host_input);
       q.poison();
       output.buffer.poison();
+      // The poisoning ran on the legacy stream, which a non-blocking stream ignores.
+      REQUIRE_CUDA_OK(cudaDeviceSynchronize());
       REQUIRE_CUDA_OK(cudaGraphLaunch(exec, stream));
       REQUIRE_CUDA_OK(cudaStreamSynchronize(stream));
       HostQTensor cpu(MOEQ_FORMAT_NF4, 64, true, shape, dtype);
