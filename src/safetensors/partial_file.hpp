@@ -1,0 +1,32 @@
+// An output file created under a temporary name beside its destination: renamed
+// into place by commit(), deleted if anything fails before, so a reader never
+// sees a partial file under the final name.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+
+namespace moeq::safetensors {
+
+class PartialFile {
+ public:
+  explicit PartialFile(std::filesystem::path destination);  // throws Error
+  ~PartialFile();
+  PartialFile(const PartialFile&) = delete;
+  PartialFile& operator=(const PartialFile&) = delete;
+
+  // Allocates the file's blocks now, so a full disk is reported before the work.
+  void reserve(uint64_t bytes);
+  void write_at(uint64_t offset, const void* data, uint64_t bytes);
+  // fsync, close, rename over the destination.
+  void commit();
+
+  const std::filesystem::path& destination() const { return destination_; }
+
+ private:
+  std::filesystem::path destination_, temporary_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+}  // namespace moeq::safetensors
