@@ -112,7 +112,12 @@ static void* moeq_py_pointer_from(PyObject* value) {
   if (PyErr_Occurred()) SWIG_fail;
 }
 
-/* Outputs through pointers come back as return values. */
+/* Outputs through pointers come back as the return value, replacing the status's None
+ * (each function has one; unlike %append_output this reads the same in every SWIG 4). */
+%define %moeq_return_output(OBJECT)
+  Py_XDECREF($result);
+  $result = OBJECT;
+%enddef
 %typemap(in, numinputs=0) moeq_quant_layout* out (moeq_quant_layout layout) {
   memset(&layout, 0, sizeof(layout));
   layout.struct_size = sizeof(layout);
@@ -122,14 +127,14 @@ static void* moeq_py_pointer_from(PyObject* value) {
   moeq_quant_layout* copy = (moeq_quant_layout*)malloc(sizeof(moeq_quant_layout));
   if (copy == NULL) SWIG_exception_fail(SWIG_MemoryError, "out of host memory");
   *copy = *$1;
-  $result = SWIG_Python_AppendOutput($result, SWIG_NewPointerObj(copy, $1_descriptor, SWIG_POINTER_OWN));
+  %moeq_return_output(SWIG_NewPointerObj(copy, $1_descriptor, SWIG_POINTER_OWN));
 }
 %typemap(in, numinputs=0) size_t* bytes (size_t count) {
   count = 0;
   $1 = &count;
 }
 %typemap(argout) size_t* bytes {
-  $result = SWIG_Python_AppendOutput($result, PyLong_FromSize_t(*$1));
+  %moeq_return_output(PyLong_FromSize_t(*$1));
 }
 %typemap(in, numinputs=0) DLManagedTensorVersioned** out (DLManagedTensorVersioned* managed) {
   managed = NULL;
@@ -138,8 +143,7 @@ static void* moeq_py_pointer_from(PyObject* value) {
 %typemap(argout) DLManagedTensorVersioned** out {
   moeq_py_tensor* held = moeq_py_dlpack_hold(*$1);
   if (held == NULL) SWIG_fail;
-  $result = SWIG_Python_AppendOutput(
-      $result, SWIG_NewPointerObj(held, SWIGTYPE_p_moeq_py_tensor, SWIG_POINTER_OWN));
+  %moeq_return_output(SWIG_NewPointerObj(held, SWIGTYPE_p_moeq_py_tensor, SWIG_POINTER_OWN));
 }
 
 /* Argument structs start with struct_size: their constructors set it. */

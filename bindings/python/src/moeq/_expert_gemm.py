@@ -68,7 +68,8 @@ def _set_shared_args(args, weight, layout, group_end, lora_a, lora_b, lora_scale
 
 
 def expert_gemm_lora(x, weight, group_end, lora_a=None, lora_b=None, lora_scale=1.0,
-                     layout="out_in", out=None, return_x_lora_a=False, stream=None):
+                     layout="out_in", out=None, return_x_lora_a=False, x_lora_a_out=None,
+                     stream=None):
     """For every expert e owning rows [group_end[e-1], group_end[e]) of x:
     ``y_e = x_e · W_eᵀ + lora_scale · (x_e · A_eᵀ) · B_eᵀ``.
 
@@ -76,8 +77,9 @@ def expert_gemm_lora(x, weight, group_end, lora_a=None, lora_b=None, lora_scale=
     group_end [E] int32/int64 cumulative row ends; lora_a [E, r, K] and lora_b [E, N, r]
     (any strides; float32 or x's dtype), or both None. Returns y [M, N] (`out` when given;
     rows past group_end[-1] are not written), and with `return_x_lora_a` also the float32
-    [M, r] product x·Aᵀ that expert_gemm_lora_backward can reuse."""
-    handle = stream_handle(stream, [x, group_end, lora_a, lora_b, out])
+    [M, r] product x·Aᵀ that expert_gemm_lora_backward can reuse (written into
+    `x_lora_a_out`, float32 or x's dtype, when given)."""
+    handle = stream_handle(stream, [x, group_end, lora_a, lora_b, out, x_lora_a_out])
     x_tensor = as_tensor(x, "x", handle)
     group_end_tensor = as_tensor(group_end, "group_end", handle)
     lora_a_tensor = _optional(lora_a, "lora_a", handle)
@@ -86,11 +88,11 @@ def expert_gemm_lora(x, weight, group_end, lora_a=None, lora_b=None, lora_scale=
     device = x_tensor.__dlpack_device__()
     y = _output(out, "out", (_rows(x_tensor), out_features), x_tensor.dtype, device, handle)
     x_lora_a = None
-    if return_x_lora_a:
+    if return_x_lora_a or x_lora_a_out is not None:
         if lora_a_tensor is None:
             raise argument_error("return_x_lora_a: there is no LoRA (lora_a is None)")
-        x_lora_a = _output(None, "x_lora_a", (_rows(x_tensor), _rank(lora_a_tensor)), "float32",
-                           device, handle)
+        x_lora_a = _output(x_lora_a_out, "x_lora_a_out", (_rows(x_tensor), _rank(lora_a_tensor)),
+                           "float32", device, handle)
 
     args = capi.moeq_expert_gemm_args()
     args.x = x_tensor._held.dl_tensor()
@@ -101,7 +103,9 @@ def expert_gemm_lora(x, weight, group_end, lora_a=None, lora_b=None, lora_scale=
     capi.moeq_expert_gemm_lora(args, handle)
     del weight_view  # kept alive until here: args points into it
     result = y if out is None else out
-    return (result, x_lora_a) if return_x_lora_a else result
+    if x_lora_a is None:
+        return result
+    return result, x_lora_a if x_lora_a_out is None else x_lora_a_out
 
 
 def expert_gemm_lora_backward(grad_y, x, weight, group_end, lora_a=None, lora_b=None,
