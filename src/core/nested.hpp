@@ -13,7 +13,7 @@ namespace moeq {
 // as the float32 bit patterns it stores under `nested_quant_map` (index 127 = 0,
 // 0 = -0.992968738, 255 = 1.0). Read from real bitsandbytes output (tests/data).
 MOEQ_HOST_DEVICE float nested_code_value(uint32_t index) {
-  constexpr uint32_t kBits[256] = {
+  static constexpr uint32_t kBits[256] = {
     0xbf7e3333u, 0xbf7a999au, 0xbf770000u, 0xbf736666u,
     0xbf6fcccdu, 0xbf6c3333u, 0xbf68999au, 0xbf650000u,
     0xbf616666u, 0xbf5dcccdu, 0xbf5a3333u, 0xbf56999au,

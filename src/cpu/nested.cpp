@@ -13,8 +13,9 @@ namespace {
 float deterministic_mean(const float* values, int64_t count) {
   if (count == 0) return 0.0f;
   std::vector<double> lanes(kMeanLanes, 0.0);
-  for (int lane = 0; lane < kMeanLanes; ++lane)
-    for (int64_t i = lane; i < count; i += kMeanLanes) lanes[lane] += static_cast<double>(values[i]);
+  // Lane i % kMeanLanes takes element i; walking i in order keeps each lane's
+  // additions in the same order as a lane-by-lane walk, with sequential reads.
+  for (int64_t i = 0; i < count; ++i) lanes[i % kMeanLanes] += static_cast<double>(values[i]);
   for (int half = kMeanLanes / 2; half > 0; half /= 2)
     for (int lane = 0; lane < half; ++lane) lanes[lane] += lanes[lane + half];
   return static_cast<float>(lanes[0] / static_cast<double>(count));

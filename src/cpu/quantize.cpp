@@ -4,35 +4,44 @@
 #include "cpu/nested.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace moeq::cpu {
 namespace {
 
-template <class T>
+// Blocks are independent: each thread converts a block to float32 once, finds its
+// absmax, then encodes and packs it. The inner loops are branch-free so they vectorize.
+template <Format format, class T>
 void quantize_blocks(const T* input, const QuantizedBuffers& out, float* absmax) {
   const int64_t numel = out.numel;
   const int64_t blocksize = out.blocksize;
   const int64_t blocks = out.block_count();
-  const Format format = out.format;
-#pragma omp parallel for schedule(static)
-  for (int64_t block = 0; block < blocks; ++block) {
-    const int64_t begin = block * blocksize;
-    const int64_t end = std::min(numel, begin + blocksize);
-    float block_max = 0.0f;  // NaN never compares greater: it stays out of absmax
-    for (int64_t i = begin; i < end; ++i) {
-      const float value = to_float(input[i]);
-      const float magnitude = value < 0.0f ? -value : value;
-      if (magnitude > block_max) block_max = magnitude;
-    }
-    absmax[block] = block_max;
-    const float scale = block_scale(block_max);
-    // Blocks have even sizes and start at even offsets, so pairs never straddle them.
-    for (int64_t i = begin; i < end; i += 2) {
-      const uint32_t even = encode(format, to_float(input[i]) * scale);
-      const uint32_t odd = i + 1 < end ? encode(format, to_float(input[i + 1]) * scale)
-                                       : encode(format, 0.0f);
-      out.packed[i / 2] = pack_pair(even, odd);
+#pragma omp parallel
+  {
+    std::vector<float> values(static_cast<size_t>(blocksize) + 1);
+    std::vector<uint8_t> codes(static_cast<size_t>(blocksize) + 1);
+#pragma omp for schedule(static)
+    for (int64_t block = 0; block < blocks; ++block) {
+      const int64_t begin = block * blocksize;
+      const int64_t count = std::min(numel - begin, blocksize);
+      for (int64_t i = 0; i < count; ++i) values[i] = to_float(input[begin + i]);
+      // NaN is kept out of absmax before the reduction, so the vectorized max
+      // gives the same result in any order.
+      float block_max = 0.0f;
+#pragma omp simd reduction(max : block_max)
+      for (int64_t i = 0; i < count; ++i) {
+        const float magnitude = values[i] == values[i] ? std::fabs(values[i]) : 0.0f;
+        block_max = std::max(block_max, magnitude);
+      }
+      absmax[block] = block_max;
+      const float scale = block_scale(block_max);
+      values[count] = 0.0f;  // an odd tail packs a missing 0, as bitsandbytes does
+#pragma omp simd
+      for (int64_t i = 0; i < count + 1; ++i) codes[i] = static_cast<uint8_t>(encode_as<format>(values[i] * scale));
+      // Blocks have even sizes and start at even offsets, so pairs never straddle them.
+      for (int64_t pair = 0; pair < (count + 1) / 2; ++pair)
+        out.packed[begin / 2 + pair] = pack_pair(codes[2 * pair], codes[2 * pair + 1]);
     }
   }
 }
@@ -49,7 +58,9 @@ void quantize(const QuantizeProblem& problem) {
   }
   dispatch_scalar(problem.input_type, [&](auto tag) {
     using T = decltype(tag);
-    quantize_blocks(static_cast<const T*>(problem.input), out, absmax);
+    const T* input = static_cast<const T*>(problem.input);
+    if (out.format == Format::NF4) quantize_blocks<Format::NF4>(input, out, absmax);
+    else quantize_blocks<Format::FP4>(input, out, absmax);
   });
   if (out.nested) quantize_statistics(absmax, out);
 }
