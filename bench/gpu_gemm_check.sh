@@ -46,12 +46,13 @@ steps=${STEPS:-build test sanitize bench}
 build=/tmp/moeq-gemm-build
 deps=$stage/deps
 status=0
-has_step() { [[ " $steps " == *" $1 "* ]]; }
 export LD_LIBRARY_PATH="$deps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "== commit $(cat "$stage/commit"); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader)" |
   tee "$out/build.log"
 
-if has_step build; then
+suites=(test_cuda_expert_gemm test_cuda_expert_gemm_backward)
+
+step_build() {
   echo "== configure + build ($jobs jobs)"
   {
     cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOEQ_CUDA=ON \
@@ -61,10 +62,9 @@ if has_step build; then
     cmake --build "$build" -j "$jobs" --target moeq test_cuda_expert_gemm test_cuda_expert_gemm_backward
   } >>"$out/build.log" 2>&1 || { echo "build failed"; tail -40 "$out/build.log"; exit 1; }
   tail -2 "$out/build.log"
-fi
+}
 
-suites=(test_cuda_expert_gemm test_cuda_expert_gemm_backward)
-if has_step test; then
+step_test() {
   echo "== CUDA expert GEMM tests"
   for suite in "${suites[@]}"; do
     ( time timeout 300 "$build/tests/$suite" ) >"$out/$suite.log" 2>&1 &
@@ -73,9 +73,9 @@ if has_step test; then
   cat "$out"/test_cuda_expert_gemm*.log >"$out/tests.log" && rm "$out"/test_cuda_expert_gemm*.log
   grep -E "outputs,|cases,|test cases:|assertions:|ERROR|real" "$out/tests.log" | head -40
   grep -c "ERROR" "$out/tests.log"
-fi
+}
 
-if has_step sanitize; then
+step_sanitize() {
   echo "== compute-sanitizer (${SANITIZER_CASES:-3} random cases per suite)"
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   for tool in ${SANITIZER_TOOLS:-memcheck racecheck initcheck}; do
@@ -93,10 +93,10 @@ if has_step sanitize; then
     done
   done
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY|: exit" "$out/sanitize.log"
-  grep -q ": exit [^0]" "$out/sanitize.log" && status=1
-fi
+  if grep -q ": exit [^0]" "$out/sanitize.log"; then status=1; fi
+}
 
-if has_step bench; then
+step_bench() {
   echo "== bench/expert_gemm.py"
   if ls .whl/bitsandbytes-*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
@@ -104,5 +104,7 @@ if has_step bench; then
   fi
   PYTHONUNBUFFERED=1 MOEQ_LIBRARY="$build/libmoeq.so" python3 "$root/bench/expert_gemm.py" \
     --json "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee -a "$out/bench.log" || status=1
-fi
+}
+
+for step in $steps; do "step_$step"; done
 exit $status
