@@ -31,7 +31,16 @@ def gpt_oss():
     return transformers.GptOssForCausalLM(config)
 
 
-MODELS = {"qwen3_moe": qwen3_moe, "gpt_oss": gpt_oss}
+def glm4_moe_lite():
+    config = transformers.Glm4MoeLiteConfig(
+        vocab_size=128, hidden_size=128, intermediate_size=256, moe_intermediate_size=64,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, n_routed_experts=8,
+        n_shared_experts=1, num_experts_per_tok=2, kv_lora_rank=32, q_lora_rank=48,
+        qk_rope_head_dim=16, qk_nope_head_dim=32, v_head_dim=32)
+    return transformers.Glm4MoeLiteForCausalLM(config)
+
+
+MODELS = {"qwen3_moe": qwen3_moe, "gpt_oss": gpt_oss, "glm4_moe_lite": glm4_moe_lite}
 
 
 def quantized_and_reference(build):
