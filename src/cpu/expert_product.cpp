@@ -3,7 +3,7 @@
 #include "cpu/expert_product.hpp"
 
 #include "cpu/blas.hpp"
-#include "cpu/thread_scratch.hpp"
+#include "cpu/parallel.hpp"
 
 #include <algorithm>
 #include <vector>
@@ -31,13 +31,17 @@ void run_expert_product(const ExpertProduct& product, const ExpertWeight& weight
                         const ExpertRows& rows) {
   // A float32 output is written by BLAS in place; others go through a chunk of scratch.
   const bool in_place = product.output.float32_row_major() != nullptr;
-  ThreadScratch weight_tiles(product.contraction * kMaxTileColumns);
-  ThreadScratch update_tiles(product.rank * kMaxTileColumns);
-  ThreadScratch output_chunks(in_place ? 0 : kRowChunk * kMaxTileColumns);
   const std::vector<ExpertColumns> tiles =
-      column_tiles(rows, product.output_columns, weight_tiles.threads(), /*every_expert=*/false);
+      output_tiles(rows, product.output_columns, product.contraction, omp_get_max_threads());
   const int64_t tile_count = static_cast<int64_t>(tiles.size());
-#pragma omp parallel for num_threads(weight_tiles.threads()) schedule(dynamic)
+  const double flops = 2.0 * static_cast<double>(rows.routed()) *
+                       static_cast<double>(product.output_columns) *
+                       static_cast<double>(product.contraction + product.rank);
+  const int threads = threads_for(flops, tile_count);
+  ThreadScratch weight_tiles(product.contraction * kMaxTileColumns, threads);
+  ThreadScratch update_tiles(product.rank * kMaxTileColumns, threads);
+  ThreadScratch output_chunks(in_place ? 0 : kRowChunk * kMaxTileColumns, threads);
+#pragma omp parallel for num_threads(threads) schedule(dynamic)
   for (int64_t t = 0; t < tile_count; ++t) {
     const ExpertColumns tile = tiles[t];
     const int64_t width = tile.column_count;

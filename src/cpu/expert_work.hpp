@@ -38,13 +38,18 @@ struct ExpertColumns {
 // run near its peak on one thread.
 constexpr int64_t kMaxTileColumns = 256;
 
-// Tiles of `columns` for each expert with rows (or every expert, when
-// `every_expert`: LoRA gradients of experts without rows must be zeroed). Tiles
-// are narrowed until there are several per thread, so few experts with many rows
-// keep every core busy just as many experts with few rows do. Tiles begin at
-// multiples of 16, so never between the two nibbles of a packed byte.
-std::vector<ExpertColumns> column_tiles(const ExpertRows& rows, int64_t columns, int threads,
-                                        bool every_expert);
+// Tiles of the `columns` output columns of every expert with rows, for a GEMM
+// contracting over `contraction`. Tiles are narrowed until there are several per
+// thread, so few experts with many rows keep every core busy just as many experts
+// with few rows do, and narrowed further for experts with few rows (see
+// kSmallGemmVolume). Tiles begin at multiples of 16, so never between the two
+// nibbles of a packed byte.
+std::vector<ExpertColumns> output_tiles(const ExpertRows& rows, int64_t columns,
+                                        int64_t contraction, int threads);
+
+// Tiles of `columns` for every expert, with rows or not: LoRA gradients of experts
+// without rows are zeroed.
+std::vector<ExpertColumns> gradient_tiles(const ExpertRows& rows, int64_t columns, int threads);
 
 // Rows [row_begin, row_begin + row_count) of one expert.
 struct ExpertRowChunk {

@@ -2,7 +2,7 @@
 #include "cpu/lora.hpp"
 
 #include "cpu/blas.hpp"
-#include "cpu/thread_scratch.hpp"
+#include "cpu/parallel.hpp"
 
 #include <algorithm>
 #include <vector>
@@ -12,11 +12,13 @@ namespace moeq::cpu {
 Float32Rows rank_projection(const Float32Rows& input, int64_t columns, const ExpertRows& rows,
                             int64_t rank, const StridedTensor& stack, bool transposed) {
   std::vector<float> projected(static_cast<size_t>(rows.routed() * rank));
-  ThreadScratch factors(columns * rank);
   const std::vector<ExpertRowChunk> chunks = row_chunks(rows);
   const int64_t chunk_count = static_cast<int64_t>(chunks.size());
+  const int threads =
+      threads_for(2.0 * static_cast<double>(rows.routed() * columns * rank), chunk_count);
+  ThreadScratch factors(columns * rank, threads);
   float* out = projected.data();
-#pragma omp parallel num_threads(factors.threads())
+#pragma omp parallel num_threads(threads)
   {
     // Chunks of one expert are handed out in a row: gather its factor once per run.
     int64_t gathered_expert = -1;
@@ -38,11 +40,13 @@ Float32Rows rank_projection(const Float32Rows& input, int64_t columns, const Exp
 void rank_gradient(const Float32Rows& rank_rows, int64_t rank, const Float32Rows& input,
                    int64_t columns, const ExpertRows& rows, float scale,
                    const StridedTensor& gradient, bool transposed) {
-  ThreadScratch results(rank * kMaxTileColumns);
-  const std::vector<ExpertColumns> tiles =
-      column_tiles(rows, columns, results.threads(), /*every_expert=*/true);
+  const std::vector<ExpertColumns> tiles = gradient_tiles(rows, columns, omp_get_max_threads());
   const int64_t tile_count = static_cast<int64_t>(tiles.size());
-#pragma omp parallel for num_threads(results.threads()) schedule(dynamic)
+  // Zeroing the experts without rows is work too: count it like a row each.
+  const double flops = 2.0 * static_cast<double>((rows.routed() + rows.experts()) * columns * rank);
+  const int threads = threads_for(flops, tile_count);
+  ThreadScratch results(rank * kMaxTileColumns, threads);
+#pragma omp parallel for num_threads(threads) schedule(dynamic)
   for (int64_t t = 0; t < tile_count; ++t) {
     const ExpertColumns tile = tiles[t];
     float* result = results.mine();

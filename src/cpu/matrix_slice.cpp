@@ -1,6 +1,8 @@
 // Conversions between strided tensors of any float dtype and dense float32.
 #include "cpu/matrix_slice.hpp"
 
+#include "cpu/parallel.hpp"
+
 namespace moeq::cpu {
 namespace {
 
