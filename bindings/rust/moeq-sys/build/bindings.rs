@@ -18,9 +18,7 @@ pub fn generate(header: &Path, include_dirs: &[PathBuf], load_at_run_time: bool,
         .rustfmt_bindings(false)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks));
     if load_at_run_time {
-        builder = builder
-            .dynamic_library_name("MoeqLibrary")
-            .dynamic_link_require_all(true);
+        builder = builder.dynamic_library_name("MoeqLibrary").dynamic_link_require_all(true);
     }
     builder
         .generate()

@@ -17,12 +17,7 @@ pub struct Moeq {
 
 /// Panics with what to set when `library_needed` and no libmoeq.so is found.
 pub fn find_moeq(library_needed: bool) -> Moeq {
-    for variable in [
-        "MOEQ_LIB_DIR",
-        "MOEQ_BUILD_DIR",
-        "MOEQ_INCLUDE_DIR",
-        "MOEQ_DLPACK_INCLUDE_DIR",
-    ] {
+    for variable in ["MOEQ_LIB_DIR", "MOEQ_BUILD_DIR", "MOEQ_INCLUDE_DIR", "MOEQ_DLPACK_INCLUDE_DIR"] {
         println!("cargo:rerun-if-env-changed={variable}");
     }
     let repository = repository_root();
@@ -36,11 +31,7 @@ pub fn find_moeq(library_needed: bool) -> Moeq {
     } else if explicit_build.is_some() || holds_library(&build_dir) {
         include_dirs.extend(cmake_cached_path(&build_dir, "MOEQ_DLPACK_INCLUDE_DIR"));
         Some(build_dir.clone())
-    } else if let Ok(installed) = pkg_config::Config::new()
-        .cargo_metadata(false)
-        .env_metadata(false)
-        .probe("moeq")
-    {
+    } else if let Ok(installed) = pkg_config::Config::new().cargo_metadata(false).env_metadata(false).probe("moeq") {
         include_dirs.extend(installed.include_paths);
         installed.link_paths.into_iter().next()
     } else {
@@ -63,11 +54,7 @@ pub fn find_moeq(library_needed: bool) -> Moeq {
         .map(|dir| dir.join("moeq/moeq.h"))
         .find(|header| header.is_file())
         .unwrap_or_else(|| panic!("moeq/moeq.h not found in {include_dirs:?}: set MOEQ_INCLUDE_DIR"));
-    Moeq {
-        lib_dir,
-        header,
-        include_dirs,
-    }
+    Moeq { lib_dir, header, include_dirs }
 }
 
 /// bindings/rust/moeq-sys is three folders below the repository root.
@@ -77,9 +64,7 @@ fn repository_root() -> PathBuf {
 }
 
 fn env_path(variable: &str) -> Option<PathBuf> {
-    env::var_os(variable)
-        .filter(|value| !value.is_empty())
-        .map(PathBuf::from)
+    env::var_os(variable).filter(|value| !value.is_empty()).map(PathBuf::from)
 }
 
 fn holds_library(dir: &Path) -> bool {
@@ -90,10 +75,7 @@ fn holds_library(dir: &Path) -> bool {
 fn cmake_cached_path(build_dir: &Path, entry: &str) -> Option<PathBuf> {
     let cache = fs::read_to_string(build_dir.join("CMakeCache.txt")).ok()?;
     let prefix = format!("{entry}:PATH=");
-    cache
-        .lines()
-        .find_map(|line| line.strip_prefix(prefix.as_str()))
-        .map(PathBuf::from)
+    cache.lines().find_map(|line| line.strip_prefix(prefix.as_str())).map(PathBuf::from)
 }
 
 /// DLPack >= 1.0 ships with the PyPI package apache-tvm-ffi, as for the C++ build.

@@ -22,10 +22,5 @@ fn main() {
         println!("cargo:rustc-env=MOEQ_SYS_LIB_DIR={}", lib_dir.display());
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    bindings::generate(
-        &moeq.header,
-        &moeq.include_dirs,
-        load_at_run_time,
-        &out_dir.join("bindings.rs"),
-    );
+    bindings::generate(&moeq.header, &moeq.include_dirs, load_at_run_time, &out_dir.join("bindings.rs"));
 }

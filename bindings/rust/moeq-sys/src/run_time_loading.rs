@@ -43,8 +43,5 @@ fn load() -> Result<MoeqLibrary, String> {
             Err(error) => failures.push(format!("{}: {error}", candidate.to_string_lossy())),
         }
     }
-    Err(format!(
-        "cannot load libmoeq (set MOEQ_LIBRARY to its path): {}",
-        failures.join("; ")
-    ))
+    Err(format!("cannot load libmoeq (set MOEQ_LIBRARY to its path): {}", failures.join("; ")))
 }

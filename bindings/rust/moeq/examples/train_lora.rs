@@ -107,11 +107,7 @@ impl Layer {
                 weight: self.weight.view(),
                 weight_layout: WeightLayout::ExpertOutIn,
                 group_end: self.group_end.view(),
-                lora: Some(Lora {
-                    a: a.view(),
-                    b: b.view(),
-                    scale: LORA_SCALE,
-                }),
+                lora: Some(Lora { a: a.view(), b: b.view(), scale: LORA_SCALE }),
                 y: y.view_mut(),
                 x_lora_a: x_lora_a.map(Tensor::view_mut),
                 workspace: None,
@@ -131,19 +127,12 @@ fn train(device: Device, transfer: &Transfer) -> moeq::Result<Vec<f64>> {
     let b_shape = [EXPERTS as i64, OUT_FEATURES as i64, RANK as i64];
     let y_shape = [rows as i64, OUT_FEATURES as i64];
 
-    let full_precision_weight = transfer.upload(
-        &random.values(EXPERTS * OUT_FEATURES * IN_FEATURES, 0.5),
-        &weight_shape,
-        device,
-    )?;
+    let full_precision_weight =
+        transfer.upload(&random.values(EXPERTS * OUT_FEATURES * IN_FEATURES, 0.5), &weight_shape, device)?;
     let layer = Layer {
         weight: quantize(&full_precision_weight.view(), &QuantConfig::default(), Stream::DEFAULT)?,
         group_end: transfer.upload(&group_end, &[EXPERTS as i64], device)?,
-        x: transfer.upload(
-            &random.values(rows * IN_FEATURES, 1.0),
-            &[rows as i64, IN_FEATURES as i64],
-            device,
-        )?,
+        x: transfer.upload(&random.values(rows * IN_FEATURES, 1.0), &[rows as i64, IN_FEATURES as i64], device)?,
         rows,
     };
     drop(full_precision_weight);
@@ -183,11 +172,7 @@ fn train(device: Device, transfer: &Transfer) -> moeq::Result<Vec<f64>> {
                 weight: layer.weight.view(),
                 weight_layout: WeightLayout::ExpertOutIn,
                 group_end: layer.group_end.view(),
-                lora: Some(Lora {
-                    a: a.view(),
-                    b: b.view(),
-                    scale: LORA_SCALE,
-                }),
+                lora: Some(Lora { a: a.view(), b: b.view(), scale: LORA_SCALE }),
                 grad_y: grad_y.view(),
                 x_lora_a: Some(x_lora_a.view()),
                 grad_x: None,
@@ -209,17 +194,8 @@ fn train(device: Device, transfer: &Transfer) -> moeq::Result<Vec<f64>> {
 /// The mean of (y - target)² and its gradient with respect to y.
 fn mean_squared_error(y: &[f32], target: &[f32]) -> (f64, Vec<f32>) {
     let count = y.len() as f64;
-    let loss = y
-        .iter()
-        .zip(target)
-        .map(|(&y, &t)| (f64::from(y) - f64::from(t)).powi(2))
-        .sum::<f64>()
-        / count;
-    let gradient = y
-        .iter()
-        .zip(target)
-        .map(|(&y, &t)| (2.0 * (f64::from(y) - f64::from(t)) / count) as f32)
-        .collect();
+    let loss = y.iter().zip(target).map(|(&y, &t)| (f64::from(y) - f64::from(t)).powi(2)).sum::<f64>() / count;
+    let gradient = y.iter().zip(target).map(|(&y, &t)| (2.0 * (f64::from(y) - f64::from(t)) / count) as f32).collect();
     (loss, gradient)
 }
 

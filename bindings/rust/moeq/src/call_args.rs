@@ -43,9 +43,7 @@ pub(crate) fn optional_input(tensor: &Option<DLTensor>) -> *const DLTensor {
 }
 
 pub(crate) fn optional_output(tensor: &mut Option<DLTensor>) -> *mut DLTensor {
-    tensor
-        .as_mut()
-        .map_or(ptr::null_mut(), |tensor| tensor as *mut DLTensor)
+    tensor.as_mut().map_or(ptr::null_mut(), |tensor| tensor as *mut DLTensor)
 }
 
 /// Device scratch given to a call, or (NULL, 0) to let the library allocate it.
@@ -53,9 +51,6 @@ pub(crate) fn workspace_parts(workspace: &Option<TensorViewMut<'_>>) -> (*mut c_
     workspace.as_ref().map_or((ptr::null_mut(), 0), |workspace| {
         let tensor = workspace.dl_tensor();
         let bytes = workspace.shape().iter().product::<i64>() as usize * workspace.dtype().bytes();
-        (
-            (tensor.data as *mut u8).wrapping_add(tensor.byte_offset as usize) as *mut c_void,
-            bytes,
-        )
+        ((tensor.data as *mut u8).wrapping_add(tensor.byte_offset as usize) as *mut c_void, bytes)
     })
 }

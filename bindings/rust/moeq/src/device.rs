@@ -13,14 +13,8 @@ pub enum Device {
 impl Device {
     pub(crate) fn to_dl(self) -> DLDevice {
         match self {
-            Device::Cpu => DLDevice {
-                device_type: moeq_sys::kDLCPU,
-                device_id: 0,
-            },
-            Device::Cuda(index) => DLDevice {
-                device_type: moeq_sys::kDLCUDA,
-                device_id: index,
-            },
+            Device::Cpu => DLDevice { device_type: moeq_sys::kDLCPU, device_id: 0 },
+            Device::Cuda(index) => DLDevice { device_type: moeq_sys::kDLCUDA, device_id: index },
         }
     }
 

@@ -30,21 +30,15 @@ impl DType {
             DType::I32 => (kDLInt, 32),
             DType::I64 => (kDLInt, 64),
         };
-        DLDataType {
-            code: code as u8,
-            bits,
-            lanes: 1,
-        }
+        DLDataType { code: code as u8, bits, lanes: 1 }
     }
 
     /// `None` for a dtype moeq never takes.
     pub(crate) fn from_dl(dtype: DLDataType) -> Option<DType> {
-        [DType::F32, DType::F16, DType::BF16, DType::U8, DType::I32, DType::I64]
-            .into_iter()
-            .find(|candidate| {
-                let dl = candidate.to_dl();
-                (dl.code, dl.bits, dl.lanes) == (dtype.code, dtype.bits, dtype.lanes)
-            })
+        [DType::F32, DType::F16, DType::BF16, DType::U8, DType::I32, DType::I64].into_iter().find(|candidate| {
+            let dl = candidate.to_dl();
+            (dl.code, dl.bits, dl.lanes) == (dtype.code, dtype.bits, dtype.lanes)
+        })
     }
 }
 

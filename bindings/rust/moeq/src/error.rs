@@ -51,9 +51,7 @@ impl Status {
     /// The library's name for it: "MOEQ_ERR_INVALID_ARGUMENT", ...
     pub fn name(self) -> &'static str {
         // SAFETY: moeq_status_name returns a static NUL-terminated string for any code.
-        unsafe { CStr::from_ptr(moeq_call!(moeq_status_name(self.code()))) }
-            .to_str()
-            .unwrap_or("MOEQ_UNKNOWN_STATUS")
+        unsafe { CStr::from_ptr(moeq_call!(moeq_status_name(self.code()))) }.to_str().unwrap_or("MOEQ_UNKNOWN_STATUS")
     }
 }
 
@@ -78,10 +76,7 @@ impl Error {
 
     /// An error found on the Rust side before calling the library, worded as the library words its own.
     pub(crate) fn invalid_argument(message: String) -> Error {
-        Error {
-            status: Status::InvalidArgument,
-            message,
-        }
+        Error { status: Status::InvalidArgument, message }
     }
 }
 
@@ -105,11 +100,6 @@ pub(crate) fn check(status: moeq_status) -> Result<()> {
         return Ok(());
     }
     // SAFETY: moeq_last_error returns this thread's message, valid until its next moeq call.
-    let message = unsafe { CStr::from_ptr(moeq_call!(moeq_last_error())) }
-        .to_string_lossy()
-        .into_owned();
-    Err(Error {
-        status: Status::from_code(status),
-        message,
-    })
+    let message = unsafe { CStr::from_ptr(moeq_call!(moeq_last_error())) }.to_string_lossy().into_owned();
+    Err(Error { status: Status::from_code(status), message })
 }

@@ -11,9 +11,7 @@ pub fn version() -> u32 {
 /// Version, backends, CUDA runtime version and compiled GPU archs, in words.
 pub fn build_info() -> &'static str {
     // SAFETY: moeq_build_info returns a static NUL-terminated string.
-    unsafe { CStr::from_ptr(moeq_call!(moeq_build_info())) }
-        .to_str()
-        .unwrap_or("(not UTF-8)")
+    unsafe { CStr::from_ptr(moeq_call!(moeq_build_info())) }.to_str().unwrap_or("(not UTF-8)")
 }
 
 /// True when the library was built with CUDA and a GPU is visible.

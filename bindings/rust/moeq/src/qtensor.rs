@@ -38,11 +38,7 @@ pub struct QuantConfig {
 
 impl Default for QuantConfig {
     fn default() -> QuantConfig {
-        QuantConfig {
-            format: Format::Nf4,
-            blocksize: 64,
-            nested: false,
-        }
+        QuantConfig { format: Format::Nf4, blocksize: 64, nested: false }
     }
 }
 
@@ -72,18 +68,10 @@ pub struct QuantLayout {
 
 /// The sizes and dtypes of the buffers a tensor of `shape` quantized with `config` needs.
 pub fn quantized_layout(config: &QuantConfig, shape: &[i64]) -> Result<QuantLayout> {
-    let mut layout = moeq_quant_layout {
-        struct_size: size_of::<moeq_quant_layout>() as u32,
-        ..Default::default()
-    };
+    let mut layout = moeq_quant_layout { struct_size: size_of::<moeq_quant_layout>() as u32, ..Default::default() };
     // SAFETY: every pointer is to a live local of the type the header names.
     check(unsafe {
-        moeq_call!(moeq_quantized_layout(
-            &config.to_raw(),
-            shape.len() as i32,
-            shape.as_ptr(),
-            &mut layout
-        ))
+        moeq_call!(moeq_quantized_layout(&config.to_raw(), shape.len() as i32, shape.as_ptr(), &mut layout))
     })?;
     Ok(QuantLayout {
         packed_bytes: layout.packed_bytes,

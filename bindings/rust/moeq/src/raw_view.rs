@@ -43,14 +43,10 @@ impl RawView {
             )));
         }
         if shape.iter().any(|&size| size < 0) {
-            return Err(Error::invalid_argument(format!(
-                "shape: expected no negative sizes, got {shape:?}"
-            )));
+            return Err(Error::invalid_argument(format!("shape: expected no negative sizes, got {shape:?}")));
         }
         if strides.iter().any(|&stride| stride < 0) {
-            return Err(Error::invalid_argument(format!(
-                "strides: expected no negative strides, got {strides:?}"
-            )));
+            return Err(Error::invalid_argument(format!("strides: expected no negative strides, got {strides:?}")));
         }
         let needed = elements_reached(shape, &strides);
         if needed > element_count as u128 {
@@ -58,14 +54,7 @@ impl RawView {
                 "data: shape {shape:?} with strides {strides:?} reaches {needed} elements, the slice holds {element_count}"
             )));
         }
-        Ok(RawView {
-            data,
-            byte_offset: 0,
-            device: Device::Cpu,
-            dtype,
-            shape: shape.to_vec(),
-            strides,
-        })
+        Ok(RawView { data, byte_offset: 0, device: Device::Cpu, dtype, shape: shape.to_vec(), strides })
     }
 
     /// A view of memory the caller vouches for; no checks.
@@ -77,14 +66,7 @@ impl RawView {
         strides: Option<&[i64]>,
     ) -> RawView {
         let strides = strides.map_or_else(|| contiguous_strides(shape), <[i64]>::to_vec);
-        RawView {
-            data,
-            byte_offset: 0,
-            device,
-            dtype,
-            shape: shape.to_vec(),
-            strides,
-        }
+        RawView { data, byte_offset: 0, device, dtype, shape: shape.to_vec(), strides }
     }
 
     /// The same tensor as `tensor` (whose dtype and device the caller has read), with
@@ -98,14 +80,7 @@ impl RawView {
         } else {
             unsafe { dl_array(tensor.strides, ndim) }
         };
-        RawView {
-            data: tensor.data,
-            byte_offset: tensor.byte_offset,
-            device,
-            dtype,
-            shape,
-            strides,
-        }
+        RawView { data: tensor.data, byte_offset: tensor.byte_offset, device, dtype, shape, strides }
     }
 
     /// The `DLTensor` the library reads; it points into `self`, so it must not outlive it.
@@ -143,11 +118,7 @@ fn elements_reached(shape: &[i64], strides: &[i64]) -> u128 {
     if shape.contains(&0) {
         return 0;
     }
-    1 + shape
-        .iter()
-        .zip(strides)
-        .map(|(&size, &stride)| (size as u128 - 1) * stride as u128)
-        .sum::<u128>()
+    1 + shape.iter().zip(strides).map(|(&size, &stride)| (size as u128 - 1) * stride as u128).sum::<u128>()
 }
 
 unsafe fn dl_array(values: *const i64, count: usize) -> Vec<i64> {

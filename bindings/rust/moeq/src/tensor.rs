@@ -62,10 +62,7 @@ impl Tensor {
         }
         let dl = tensor.dl();
         if DType::from_dl(dl.dtype).is_none() {
-            return Err(Error::invalid_argument(format!(
-                "managed: dtype {:?} is not one moeq takes",
-                dl.dtype
-            )));
+            return Err(Error::invalid_argument(format!("managed: dtype {:?} is not one moeq takes", dl.dtype)));
         }
         if Device::from_dl(dl.device).is_none() {
             return Err(Error::invalid_argument(format!(
@@ -146,9 +143,7 @@ impl Tensor {
     /// The elements of a contiguous, writable CPU tensor of dtype `T::DTYPE`.
     pub fn as_mut_slice<T: Element>(&mut self) -> Result<&mut [T]> {
         if self.is_read_only() {
-            return Err(Error::invalid_argument(
-                "tensor: read-only, expected a writable tensor".into(),
-            ));
+            return Err(Error::invalid_argument("tensor: read-only, expected a writable tensor".into()));
         }
         let data = self.host_data::<T>()? as *mut T;
         // SAFETY: as in as_slice, and &mut self makes the borrow exclusive.
@@ -161,10 +156,7 @@ impl Tensor {
         } else if self.dtype() != T::DTYPE {
             Some(format!("expected dtype {:?}, got {:?}", T::DTYPE, self.dtype()))
         } else if !self.is_contiguous() {
-            Some(format!(
-                "expected a contiguous tensor, got strides {:?}",
-                self.view().strides()
-            ))
+            Some(format!("expected a contiguous tensor, got strides {:?}", self.view().strides()))
         } else {
             None
         };

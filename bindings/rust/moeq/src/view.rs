@@ -40,10 +40,7 @@ impl Clone for TensorView<'_> {
 
 impl<'a, Access> View<'a, Access> {
     pub(crate) fn from_raw_view(raw: RawView) -> View<'a, Access> {
-        View {
-            raw,
-            borrowed: PhantomData,
-        }
+        View { raw, borrowed: PhantomData }
     }
 
     pub fn shape(&self) -> &[i64] {

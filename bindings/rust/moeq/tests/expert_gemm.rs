@@ -20,10 +20,7 @@ fn assert_matches_reference(problem: &Problem, y: &[f32]) {
     let expected = reference::forward(problem, |value| value);
     let magnitude = reference::forward(problem, f64::abs);
     assert_close("y", &y[..routed], &expected[..routed], &magnitude[..routed], TOLERANCE);
-    assert!(
-        y[routed..].iter().all(|&value| value == UNTOUCHED),
-        "rows past the last group end were written"
-    );
+    assert!(y[routed..].iter().all(|&value| value == UNTOUCHED), "rows past the last group end were written");
 }
 
 #[test]
@@ -61,19 +58,9 @@ fn without_lora_the_result_is_the_base_product() {
 #[test]
 fn lora_b_in_peft_layout_is_read_through_its_strides() {
     let problem = problem(WeightLayout::ExpertOutIn);
-    let (experts, out_features, rank) = (problem.experts, problem.out_features, problem.rank);
-    // PEFT's lora_B.weight is [N, r * E] with the expert fastest: B_e[n][j] at n * r * E + j * E + e.
-    let mut peft_b = vec![0f32; problem.lora_b.len()];
-    for expert in 0..experts {
-        for out in 0..out_features {
-            for j in 0..rank {
-                peft_b[out * rank * experts + j * experts + expert] =
-                    problem.lora_b[(expert * out_features + out) * rank + j];
-            }
-        }
-    }
-    let strides = [1, (rank * experts) as i64, experts as i64];
-    let mut y = vec![UNTOUCHED; problem.rows * out_features];
+    let peft_b = problem.to_peft_b(&problem.lora_b);
+    let strides = problem.peft_b_strides();
+    let mut y = vec![UNTOUCHED; problem.rows * problem.out_features];
     let mut args = problem.forward_args(&mut y);
     args.lora = Some(Lora {
         a: TensorView::from_slice(&problem.lora_a, &problem.shape_a()).unwrap(),
@@ -96,17 +83,10 @@ fn x_lora_a_receives_x_times_a_transposed() {
     for expert in 0..problem.experts {
         for row in problem.rows_of(expert) {
             for j in 0..r {
-                let terms: Vec<f64> = (0..k)
-                    .map(|inp| f64::from(problem.x[row * k + inp]) * problem.a_at(expert, j, inp))
-                    .collect();
+                let terms: Vec<f64> =
+                    (0..k).map(|inp| f64::from(problem.x[row * k + inp]) * problem.a_at(expert, j, inp)).collect();
                 let magnitude: f64 = terms.iter().map(|term| term.abs()).sum();
-                assert_close(
-                    "x_lora_a",
-                    &x_lora_a[row * r + j..][..1],
-                    &[terms.iter().sum()],
-                    &[magnitude],
-                    TOLERANCE,
-                );
+                assert_close("x_lora_a", &x_lora_a[row * r + j..][..1], &[terms.iter().sum()], &[magnitude], TOLERANCE);
             }
         }
     }

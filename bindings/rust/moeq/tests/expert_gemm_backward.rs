@@ -2,7 +2,7 @@
 mod support;
 
 use moeq::{expert_gemm_lora, expert_gemm_lora_backward, Stream, TensorView, TensorViewMut, WeightLayout};
-use support::problem::Problem;
+use support::problem::{OutputGradients, Problem};
 use support::random::Random;
 use support::{assert_close, reference};
 
@@ -18,32 +18,18 @@ fn grad_y(problem: &Problem) -> Vec<f32> {
     Random::new(5).values(problem.rows * problem.out_features, 1.0)
 }
 
+/// The reference gradients and the magnitudes that bound their rounding.
+fn reference_gradients(problem: &Problem, grad_y: &[f32]) -> (reference::Gradients, reference::Gradients) {
+    (reference::backward(problem, grad_y, |value| value), reference::backward(problem, grad_y, f64::abs))
+}
+
 /// grad_x of the routed rows, grad_lora_a and grad_lora_b against the reference.
-fn assert_gradients_match(problem: &Problem, grad_y: &[f32], gradients: &support::problem::OutputGradients) {
-    let expected = reference::backward(problem, grad_y, |value| value);
-    let magnitude = reference::backward(problem, grad_y, f64::abs);
+fn assert_gradients_match(problem: &Problem, grad_y: &[f32], gradients: &OutputGradients) {
+    let (expected, magnitude) = reference_gradients(problem, grad_y);
     let routed = problem.group_end[problem.experts - 1] as usize * problem.in_features;
-    assert_close(
-        "grad_x",
-        &gradients.x[..routed],
-        &expected.x[..routed],
-        &magnitude.x[..routed],
-        TOLERANCE,
-    );
-    assert_close(
-        "grad_lora_a",
-        &gradients.lora_a,
-        &expected.lora_a,
-        &magnitude.lora_a,
-        TOLERANCE,
-    );
-    assert_close(
-        "grad_lora_b",
-        &gradients.lora_b,
-        &expected.lora_b,
-        &magnitude.lora_b,
-        TOLERANCE,
-    );
+    assert_close("grad_x", &gradients.x[..routed], &expected.x[..routed], &magnitude.x[..routed], TOLERANCE);
+    assert_close("grad_lora_a", &gradients.lora_a, &expected.lora_a, &magnitude.lora_a, TOLERANCE);
+    assert_close("grad_lora_b", &gradients.lora_b, &expected.lora_b, &magnitude.lora_b, TOLERANCE);
 }
 
 #[test]
@@ -66,12 +52,8 @@ fn experts_without_rows_get_zero_lora_gradients() {
     let idle_expert = 1;
     let a_per_expert = problem.rank * problem.in_features;
     let b_per_expert = problem.out_features * problem.rank;
-    assert!(gradients.lora_a[idle_expert * a_per_expert..][..a_per_expert]
-        .iter()
-        .all(|&value| value == 0.0));
-    assert!(gradients.lora_b[idle_expert * b_per_expert..][..b_per_expert]
-        .iter()
-        .all(|&value| value == 0.0));
+    assert!(gradients.lora_a[idle_expert * a_per_expert..][..a_per_expert].iter().all(|&value| value == 0.0));
+    assert!(gradients.lora_b[idle_expert * b_per_expert..][..b_per_expert].iter().all(|&value| value == 0.0));
 }
 
 #[test]
@@ -91,44 +73,22 @@ fn x_lora_a_saved_by_the_forward_replaces_x_for_grad_lora_b() {
     backward.grad_lora_a = None;
     backward.x_lora_a = Some(TensorView::from_slice(&x_lora_a, &x_lora_a_shape).unwrap());
     expert_gemm_lora_backward(backward, Stream::DEFAULT).unwrap();
-    let expected = reference::backward(&problem, &grad_y, |value| value);
-    let magnitude = reference::backward(&problem, &grad_y, f64::abs);
-    assert_close(
-        "grad_lora_b",
-        &gradients.lora_b,
-        &expected.lora_b,
-        &magnitude.lora_b,
-        TOLERANCE,
-    );
-    assert!(
-        gradients.lora_a.iter().all(|value| value.is_nan()),
-        "grad_lora_a was not asked for"
-    );
+    let (expected, magnitude) = reference_gradients(&problem, &grad_y);
+    assert_close("grad_lora_b", &gradients.lora_b, &expected.lora_b, &magnitude.lora_b, TOLERANCE);
+    assert!(gradients.lora_a.iter().all(|value| value.is_nan()), "grad_lora_a was not asked for");
 }
 
 #[test]
 fn lora_gradients_are_written_through_peft_strides() {
     let problem = problem(WeightLayout::ExpertOutIn);
-    let (experts, out_features, rank) = (problem.experts, problem.out_features, problem.rank);
     let grad_y = grad_y(&problem);
-    // PEFT's lora_B.weight.grad is [N, r * E] with the expert fastest.
     let mut peft_grad_b = vec![f32::NAN; problem.lora_b.len()];
     let mut gradients = problem.output_gradients();
     let mut args = problem.backward_args(&grad_y, &mut gradients);
-    let strides = [1, (rank * experts) as i64, experts as i64];
+    let strides = problem.peft_b_strides();
     args.grad_lora_b =
         Some(TensorViewMut::from_slice_strided(&mut peft_grad_b, &problem.shape_b(), Some(&strides)).unwrap());
     expert_gemm_lora_backward(args, Stream::DEFAULT).unwrap();
-    let mut grad_b = vec![0f32; peft_grad_b.len()];
-    for expert in 0..experts {
-        for out in 0..out_features {
-            for j in 0..rank {
-                grad_b[(expert * out_features + out) * rank + j] =
-                    peft_grad_b[out * rank * experts + j * experts + expert];
-            }
-        }
-    }
-    let expected = reference::backward(&problem, &grad_y, |value| value);
-    let magnitude = reference::backward(&problem, &grad_y, f64::abs);
-    assert_close("grad_lora_b", &grad_b, &expected.lora_b, &magnitude.lora_b, TOLERANCE);
+    let (expected, magnitude) = reference_gradients(&problem, &grad_y);
+    assert_close("grad_lora_b", &problem.from_peft_b(&peft_grad_b), &expected.lora_b, &magnitude.lora_b, TOLERANCE);
 }

@@ -3,8 +3,8 @@
 mod support;
 
 use moeq::{
-    dequantize, quantize, Bf16, DType, Format, NestedStats, QTensorView, QuantConfig, Quantized, Stream, TensorView,
-    TensorViewMut, F16,
+    dequantize, quantize, Bf16, DType, Element, Format, NestedStats, QTensorView, QuantConfig, Quantized, Stream,
+    TensorView, TensorViewMut, F16,
 };
 use support::golden::{self, floats, halves, GoldenCase};
 
@@ -53,40 +53,19 @@ fn numel(shape: &[i64]) -> usize {
     shape.iter().product::<i64>() as usize
 }
 
+/// moeq_dequantize of `view` into elements of type `T`.
+fn dequantized<T: Element + Default>(view: &QTensorView<'_>) -> Vec<T> {
+    let mut out = vec![T::default(); numel(&view.shape)];
+    dequantize(view, TensorViewMut::from_slice(&mut out, &view.shape).unwrap(), Stream::DEFAULT).unwrap();
+    out
+}
+
 /// moeq_dequantize of `view` into the case's dtype, as little-endian bytes.
 fn dequantized_bytes(view: &QTensorView<'_>) -> Vec<u8> {
-    let count = numel(&view.shape);
     match view.dtype {
-        DType::F32 => {
-            let mut out = vec![0f32; count];
-            dequantize(
-                view,
-                TensorViewMut::from_slice(&mut out, &view.shape).unwrap(),
-                Stream::DEFAULT,
-            )
-            .unwrap();
-            out.iter().flat_map(|value| value.to_le_bytes()).collect()
-        }
-        DType::F16 => {
-            let mut out = vec![F16::default(); count];
-            dequantize(
-                view,
-                TensorViewMut::from_slice(&mut out, &view.shape).unwrap(),
-                Stream::DEFAULT,
-            )
-            .unwrap();
-            out.iter().flat_map(|value| value.0.to_le_bytes()).collect()
-        }
-        _ => {
-            let mut out = vec![Bf16::default(); count];
-            dequantize(
-                view,
-                TensorViewMut::from_slice(&mut out, &view.shape).unwrap(),
-                Stream::DEFAULT,
-            )
-            .unwrap();
-            out.iter().flat_map(|value| value.0.to_le_bytes()).collect()
-        }
+        DType::F32 => dequantized::<f32>(view).iter().flat_map(|value| value.to_le_bytes()).collect(),
+        DType::F16 => dequantized::<F16>(view).iter().flat_map(|value| value.0.to_le_bytes()).collect(),
+        _ => dequantized::<Bf16>(view).iter().flat_map(|value| value.0.to_le_bytes()).collect(),
     }
 }
 
@@ -101,10 +80,7 @@ fn dequantizing_bitsandbytes_bytes_gives_bitsandbytes_output_bit_for_bit() {
         let case = golden::load(&name);
         let buffers = GoldenBuffers::of(&case);
         let ours = dequantized_bytes(&buffers.view(&case));
-        assert!(
-            ours == case.dequantized,
-            "{name}: dequantized bytes differ from bitsandbytes'"
-        );
+        assert!(ours == case.dequantized, "{name}: dequantized bytes differ from bitsandbytes'");
     }
 }
 
@@ -127,11 +103,7 @@ fn quantizing_bitsandbytes_input_gives_its_absmax_exactly_and_its_codes_but_at_t
         if case.nested {
             continue;
         }
-        let config = QuantConfig {
-            format: case.format,
-            blocksize: case.blocksize,
-            nested: false,
-        };
+        let config = QuantConfig { format: case.format, blocksize: case.blocksize, nested: false };
         let (f32_input, f16_input, bf16_input);
         let input = match case.dtype {
             DType::F32 => {
@@ -149,11 +121,7 @@ fn quantizing_bitsandbytes_input_gives_its_absmax_exactly_and_its_codes_but_at_t
         }
         .unwrap();
         let quantized = quantize(&input, &config, Stream::DEFAULT).unwrap();
-        assert_eq!(
-            quantized.absmax.as_slice::<f32>().unwrap(),
-            floats(&case.absmax).as_slice(),
-            "{name}: absmax"
-        );
+        assert_eq!(quantized.absmax.as_slice::<f32>().unwrap(), floats(&case.absmax).as_slice(), "{name}: absmax");
         let packed = quantized.packed.as_slice::<u8>().unwrap();
         let absmax = floats(&case.absmax);
         for index in 0..numel(&case.shape) {

@@ -28,10 +28,7 @@ fn counting(tensor: Tensor, deletions: &Arc<AtomicUsize>) -> *mut DLManagedTenso
     // SAFETY: `wrapped` is a live tensor we now own; its shape outlives the copy of its DLTensor.
     let managed = unsafe { *wrapped };
     let counted = Box::into_raw(Box::new(Counted {
-        managed: DLManagedTensorVersioned {
-            deleter: Some(count_and_release),
-            ..managed
-        },
+        managed: DLManagedTensorVersioned { deleter: Some(count_and_release), ..managed },
         wrapped,
         deletions: Arc::clone(deletions),
     }));
@@ -75,11 +72,7 @@ fn a_tensor_of_another_dlpack_major_version_is_released_at_once_and_rejected() {
     // SAFETY: `raw` is live; only its version changes.
     unsafe { (*raw).version.major += 1 };
     // SAFETY: as above; from_raw releases it.
-    support::assert_rejects(
-        unsafe { Tensor::from_raw(raw) },
-        moeq::Status::InvalidArgument,
-        "managed",
-    );
+    support::assert_rejects(unsafe { Tensor::from_raw(raw) }, moeq::Status::InvalidArgument, "managed");
     assert_eq!(deletions.load(Ordering::SeqCst), 1);
 }
 
@@ -96,10 +89,7 @@ fn dropping_a_qtensor_deletes_each_of_its_buffers_once() {
     let deletions = Arc::new(AtomicUsize::new(0));
     let values: Vec<f32> = (0..256).map(|i| (i % 17) as f32 / 8.0 - 1.0).collect();
     let input = TensorView::from_slice(&values, &[4, 64]).unwrap();
-    let config = QuantConfig {
-        nested: true,
-        ..QuantConfig::default()
-    };
+    let config = QuantConfig { nested: true, ..QuantConfig::default() };
     let quantized = quantize(&input, &config, Stream::DEFAULT).unwrap();
     let recount = |tensor: Tensor| unsafe { Tensor::from_raw(counting(tensor, &deletions)) }.unwrap();
     let nested = quantized.nested.expect("nested statistics");
@@ -114,16 +104,9 @@ fn dropping_a_qtensor_deletes_each_of_its_buffers_once() {
         ..quantized
     };
     let mut restored = vec![0f32; values.len()];
-    dequantize(
-        &quantized.view(),
-        TensorViewMut::from_slice(&mut restored, &[4, 64]).unwrap(),
-        Stream::DEFAULT,
-    )
-    .unwrap();
-    assert!(values
-        .iter()
-        .zip(&restored)
-        .all(|(value, back)| (value - back).abs() < 0.15));
+    dequantize(&quantized.view(), TensorViewMut::from_slice(&mut restored, &[4, 64]).unwrap(), Stream::DEFAULT)
+        .unwrap();
+    assert!(values.iter().zip(&restored).all(|(value, back)| (value - back).abs() < 0.15));
     assert_eq!(deletions.load(Ordering::SeqCst), 0);
     drop(quantized);
     assert_eq!(deletions.load(Ordering::SeqCst), 5);
@@ -132,20 +115,14 @@ fn dropping_a_qtensor_deletes_each_of_its_buffers_once() {
 #[test]
 fn library_tensors_are_written_by_calls_and_read_back_on_the_host() {
     let values: Vec<f32> = (0..128).map(|i| i as f32 / 64.0 - 1.0).collect();
-    let quantized = quantize(
-        &TensorView::from_slice(&values, &[2, 64]).unwrap(),
-        &QuantConfig::default(),
-        Stream::DEFAULT,
-    )
-    .unwrap();
+    let quantized =
+        quantize(&TensorView::from_slice(&values, &[2, 64]).unwrap(), &QuantConfig::default(), Stream::DEFAULT)
+            .unwrap();
     let mut restored = Tensor::empty(&[2, 64], DType::F32, Device::Cpu).unwrap();
     dequantize(&quantized.view(), restored.view_mut(), Stream::DEFAULT).unwrap();
     let restored = restored.as_slice::<f32>().unwrap();
     // NF4 levels are at most 0.28 apart on [-1, 1].
-    assert!(values
-        .iter()
-        .zip(restored)
-        .all(|(value, back)| (value - back).abs() < 0.15));
+    assert!(values.iter().zip(restored).all(|(value, back)| (value - back).abs() < 0.15));
 }
 
 #[test]

@@ -6,12 +6,8 @@ use std::os::raw::{c_int, c_void};
 
 const CUDA_MEMCPY_HOST_TO_DEVICE: c_int = 1;
 const CUDA_MEMCPY_DEVICE_TO_HOST: c_int = 2;
-const CUDA_RUNTIME_NAMES: [&str; 4] = [
-    "libcudart.so",
-    "libcudart.so.13",
-    "libcudart.so.12",
-    "/usr/local/cuda/lib64/libcudart.so",
-];
+const CUDA_RUNTIME_NAMES: [&str; 4] =
+    ["libcudart.so", "libcudart.so.13", "libcudart.so.12", "/usr/local/cuda/lib64/libcudart.so"];
 
 type CudaMemcpy = unsafe extern "C" fn(*mut c_void, *const c_void, usize, c_int) -> c_int;
 
@@ -45,10 +41,7 @@ impl Transfer {
     pub fn write<T: Element>(&self, tensor: &mut Tensor, values: &[T]) {
         assert_eq!(values.len(), tensor.element_count(), "values for the whole tensor");
         match self {
-            Transfer::Host => tensor
-                .as_mut_slice::<T>()
-                .expect("a CPU tensor of T")
-                .copy_from_slice(values),
+            Transfer::Host => tensor.as_mut_slice::<T>().expect("a CPU tensor of T").copy_from_slice(values),
             Transfer::Cuda(runtime) => {
                 let bytes = std::mem::size_of_val(values);
                 // SAFETY: the tensor holds `bytes` bytes on the GPU and is borrowed exclusively.
@@ -86,9 +79,7 @@ impl Transfer {
     fn memcpy(&self, runtime: &libloading::Library, to: *mut c_void, from: *const c_void, bytes: usize, kind: c_int) {
         // SAFETY: cudaMemcpy has this signature in every CUDA runtime; both regions hold `bytes`.
         let status = unsafe {
-            let memcpy = runtime
-                .get::<CudaMemcpy>(b"cudaMemcpy\0")
-                .expect("cudaMemcpy in the CUDA runtime");
+            let memcpy = runtime.get::<CudaMemcpy>(b"cudaMemcpy\0").expect("cudaMemcpy in the CUDA runtime");
             memcpy(to, from, bytes, kind)
         };
         assert_eq!(status, 0, "cudaMemcpy failed with cudaError {status}");

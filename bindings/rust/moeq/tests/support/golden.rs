@@ -19,10 +19,7 @@ pub fn golden_dir() -> PathBuf {
 pub fn case_names() -> Vec<String> {
     let index_path = golden_dir().join("index.json");
     let index = fs::read_to_string(&index_path).unwrap_or_else(|error| {
-        panic!(
-            "{}: {error} (build moeq with CMake, or set MOEQ_GOLDEN_DIR)",
-            index_path.display()
-        )
+        panic!("{}: {error} (build moeq with CMake, or set MOEQ_GOLDEN_DIR)", index_path.display())
     });
     manifest::array(&index, "cases")
 }
@@ -51,11 +48,7 @@ pub fn load(name: &str) -> GoldenCase {
     let nested = manifest::flag(&json, "nested");
     GoldenCase {
         name: name.to_string(),
-        format: if manifest::string(&json, "quant_type") == "nf4" {
-            Format::Nf4
-        } else {
-            Format::Fp4
-        },
+        format: if manifest::string(&json, "quant_type") == "nf4" { Format::Nf4 } else { Format::Fp4 },
         dtype: match manifest::string(&json, "dtype").as_str() {
             "float32" => DType::F32,
             "float16" => DType::F16,
@@ -63,10 +56,7 @@ pub fn load(name: &str) -> GoldenCase {
         },
         blocksize: manifest::integer(&json, "blocksize") as i32,
         nested,
-        shape: manifest::array(&json, "shape")
-            .iter()
-            .map(|size| size.parse().expect("a size"))
-            .collect(),
+        shape: manifest::array(&json, "shape").iter().map(|size| size.parse().expect("a size")).collect(),
         nested_offset: if nested {
             f32::from_bits(manifest::integer(&json, "nested_offset_f32_hex") as u32)
         } else {
@@ -83,16 +73,10 @@ pub fn load(name: &str) -> GoldenCase {
 
 /// Little-endian float32 bytes as values.
 pub fn floats(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
-        .collect()
+    bytes.chunks_exact(4).map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])).collect()
 }
 
 /// Little-endian 16-bit patterns.
 pub fn halves(bytes: &[u8]) -> Vec<u16> {
-    bytes
-        .chunks_exact(2)
-        .map(|chunk| u16::from_le_bytes([chunk[0], chunk[1]]))
-        .collect()
+    bytes.chunks_exact(2).map(|chunk| u16::from_le_bytes([chunk[0], chunk[1]])).collect()
 }

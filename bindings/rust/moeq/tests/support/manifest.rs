@@ -5,13 +5,8 @@
 /// The raw text of `key`'s value: up to the comma or brace that ends it.
 pub fn raw_value<'a>(json: &'a str, key: &str) -> &'a str {
     let quoted_key = format!("\"{key}\"");
-    let start = json
-        .find(&quoted_key)
-        .unwrap_or_else(|| panic!("no field {key} in manifest"));
-    let after_colon = json[start + quoted_key.len()..]
-        .trim_start()
-        .strip_prefix(':')
-        .expect("a colon after the key");
+    let start = json.find(&quoted_key).unwrap_or_else(|| panic!("no field {key} in manifest"));
+    let after_colon = json[start + quoted_key.len()..].trim_start().strip_prefix(':').expect("a colon after the key");
     let value = after_colon.trim_start();
     let end = if value.starts_with('[') {
         value.find(']').expect("a closing bracket") + 1
@@ -26,9 +21,7 @@ pub fn string(json: &str, key: &str) -> String {
 }
 
 pub fn integer(json: &str, key: &str) -> i64 {
-    raw_value(json, key)
-        .parse()
-        .unwrap_or_else(|_| panic!("field {key} is not an integer"))
+    raw_value(json, key).parse().unwrap_or_else(|_| panic!("field {key} is not an integer"))
 }
 
 pub fn flag(json: &str, key: &str) -> bool {

@@ -101,13 +101,44 @@ impl Problem {
         f64::from(self.lora_b[(expert * self.out_features + out) * self.rank + rank])
     }
 
+    /// Where PEFT's lora_B.weight [N, r * E] keeps B_e[n][j]: the expert fastest.
+    fn peft_b_index(&self, expert: usize, out: usize, rank: usize) -> usize {
+        (out * self.rank + rank) * self.experts + expert
+    }
+
+    /// The strides of PEFT's lora_B.weight seen as [E, N, r].
+    pub fn peft_b_strides(&self) -> [i64; 3] {
+        [1, (self.rank * self.experts) as i64, self.experts as i64]
+    }
+
+    /// A contiguous [E, N, r] tensor laid out as PEFT's lora_B.weight.
+    pub fn to_peft_b(&self, contiguous: &[f32]) -> Vec<f32> {
+        let mut peft = vec![0f32; contiguous.len()];
+        for (index, &value) in contiguous.iter().enumerate() {
+            let (expert, out, rank) = self.b_position(index);
+            peft[self.peft_b_index(expert, out, rank)] = value;
+        }
+        peft
+    }
+
+    /// PEFT's lora_B.weight layout back to a contiguous [E, N, r] tensor.
+    pub fn from_peft_b(&self, peft: &[f32]) -> Vec<f32> {
+        (0..peft.len())
+            .map(|index| {
+                let (expert, out, rank) = self.b_position(index);
+                peft[self.peft_b_index(expert, out, rank)]
+            })
+            .collect()
+    }
+
+    /// (e, n, j) of flat index `index` of a contiguous [E, N, r] tensor.
+    fn b_position(&self, index: usize) -> (usize, usize, usize) {
+        (index / (self.out_features * self.rank), index / self.rank % self.out_features, index % self.rank)
+    }
+
     /// The rows of expert e: [group_end[e-1], group_end[e]).
     pub fn rows_of(&self, expert: usize) -> std::ops::Range<usize> {
-        let start = if expert == 0 {
-            0
-        } else {
-            self.group_end[expert - 1] as usize
-        };
+        let start = if expert == 0 { 0 } else { self.group_end[expert - 1] as usize };
         start..self.group_end[expert] as usize
     }
 

@@ -10,13 +10,10 @@ pub fn forward(problem: &Problem, term: impl Fn(f64) -> f64) -> Vec<f64> {
     for expert in 0..problem.experts {
         for row in problem.rows_of(expert) {
             let x = |inp: usize| term(f64::from(problem.x[row * k + inp]));
-            let x_a: Vec<f64> = (0..r)
-                .map(|j| (0..k).map(|inp| x(inp) * term(problem.a_at(expert, j, inp))).sum())
-                .collect();
+            let x_a: Vec<f64> =
+                (0..r).map(|j| (0..k).map(|inp| x(inp) * term(problem.a_at(expert, j, inp))).sum()).collect();
             for out in 0..n {
-                let base: f64 = (0..k)
-                    .map(|inp| x(inp) * term(problem.weight_at(expert, out, inp)))
-                    .sum();
+                let base: f64 = (0..k).map(|inp| x(inp) * term(problem.weight_at(expert, out, inp))).sum();
                 let lora: f64 = (0..r).map(|j| x_a[j] * term(problem.b_at(expert, out, j))).sum();
                 y[row * n + out] = base + term(f64::from(problem.scale)) * lora;
             }
@@ -47,16 +44,12 @@ pub fn backward(problem: &Problem, grad_y: &[f32], term: impl Fn(f64) -> f64) ->
         for row in problem.rows_of(expert) {
             let x = |inp: usize| term(f64::from(problem.x[row * k + inp]));
             let dy = |out: usize| term(f64::from(grad_y[row * n + out]));
-            let dy_b: Vec<f64> = (0..r)
-                .map(|j| (0..n).map(|out| dy(out) * term(problem.b_at(expert, out, j))).sum())
-                .collect();
-            let x_a: Vec<f64> = (0..r)
-                .map(|j| (0..k).map(|inp| x(inp) * term(problem.a_at(expert, j, inp))).sum())
-                .collect();
+            let dy_b: Vec<f64> =
+                (0..r).map(|j| (0..n).map(|out| dy(out) * term(problem.b_at(expert, out, j))).sum()).collect();
+            let x_a: Vec<f64> =
+                (0..r).map(|j| (0..k).map(|inp| x(inp) * term(problem.a_at(expert, j, inp))).sum()).collect();
             for inp in 0..k {
-                let base: f64 = (0..n)
-                    .map(|out| dy(out) * term(problem.weight_at(expert, out, inp)))
-                    .sum();
+                let base: f64 = (0..n).map(|out| dy(out) * term(problem.weight_at(expert, out, inp))).sum();
                 let lora: f64 = (0..r).map(|j| dy_b[j] * term(problem.a_at(expert, j, inp))).sum();
                 gradients.x[row * k + inp] = base + scale * lora;
                 for (j, dy_b_j) in dy_b.iter().enumerate() {
