@@ -215,7 +215,13 @@ def bench_projection(lib, name, tokens, which, proj, use_bnb, rows):
         backward_error = max(backward_error, relative_error(proj.grad_lora_a, ref_grad_a),
                              relative_error(proj.grad_lora_b, ref_grad_b))
     ok = forward_error < 2e-2 and backward_error < 2e-2
-    dequantize = bnb_dequantizer(proj.packed, proj.absmax, proj.shape) if use_bnb else None
+    dequantize = None
+    if use_bnb and math.prod(proj.shape) >= 2**31:
+        # Its kernels index with int32 and exit the process on larger tensors.
+        print(f"{name} {which}: {math.prod(proj.shape)} weight elements, past bitsandbytes' "
+              "int32 indexing: its baseline is skipped", file=sys.stderr)
+    elif use_bnb:
+        dequantize = bnb_dequantizer(proj.packed, proj.absmax, proj.shape)
     bnb_match = None
     if dequantize is not None:
         try:
@@ -238,7 +244,7 @@ def bench_projection(lib, name, tokens, which, proj, use_bnb, rows):
             bnb_ms = (median_ms(lambda: proj.torch_forward(dequantize().view(proj.shape)))
                       if dequantize else None)
         floor = proj.floor_ms(backward, active)
-        rows.append({
+        row = {
             "shape": name, "tokens": tokens, "gemm": which, "pass": "bwd" if backward else "fwd",
             "M": proj.M, "N": proj.N, "K": proj.K, "rank": proj.r, "active_experts": active,
             "moeq_ms": moeq_ms, "tflops": proj.flops(backward) / (moeq_ms * 1e9),
@@ -246,23 +252,31 @@ def bench_projection(lib, name, tokens, which, proj, use_bnb, rows):
             "bf16_lora_ms": bf16_ms, "bf16_nolora_ms": bf16_nolora_ms, "bnb_lora_ms": bnb_ms,
             "error": backward_error if backward else forward_error, "checked": ok,
             "bnb_dequant_matches": bnb_match,
-        })
+        }
+        rows.append(row)
+        print(table_line(row), flush=True)
     del weight
     torch.cuda.empty_cache()
 
 
+TABLE_HEADER = (f"{'shape':15} {'tok':>5} {'gemm':8} {'pass':4} {'moeq ms':>8} {'TFLOP/s':>8} {'%floor':>7} "
+                f"{'bf16 ms':>8} {'bf16-noL':>8} {'bnb ms':>8} {'x bf16':>7} {'x noL':>7} {'x bnb':>7} {'err':>8} ok")
+
+
+def table_line(r):
+    bnb = f"{r['bnb_lora_ms']:8.3f}" if r["bnb_lora_ms"] else f"{'n/a':>8}"
+    x_bnb = f"{r['moeq_ms'] / r['bnb_lora_ms']:7.2f}" if r["bnb_lora_ms"] else f"{'n/a':>7}"
+    return (f"{r['shape']:15} {r['tokens']:5d} {r['gemm']:8} {r['pass']:4} {r['moeq_ms']:8.3f} "
+            f"{r['tflops']:8.1f} {r['pct_floor']:6.1f}% {r['bf16_lora_ms']:8.3f} {r['bf16_nolora_ms']:8.3f} "
+            f"{bnb} {r['moeq_ms'] / r['bf16_lora_ms']:7.2f} {r['moeq_ms'] / r['bf16_nolora_ms']:7.2f} {x_bnb} "
+            f"{r['error']:8.1e} {'yes' if r['checked'] else 'NO'}")
+
+
 def print_table(rows):
-    header = (f"{'shape':15} {'tok':>5} {'gemm':8} {'pass':4} {'moeq ms':>8} {'TFLOP/s':>8} {'%floor':>7} "
-              f"{'bf16 ms':>8} {'bf16-noL':>8} {'bnb ms':>8} {'x bf16':>7} {'x noL':>7} {'x bnb':>7} {'err':>8} ok")
-    print(header)
-    print("-" * len(header))
+    print(TABLE_HEADER)
+    print("-" * len(TABLE_HEADER))
     for r in rows:
-        bnb = f"{r['bnb_lora_ms']:8.3f}" if r["bnb_lora_ms"] else f"{'n/a':>8}"
-        x_bnb = f"{r['moeq_ms'] / r['bnb_lora_ms']:7.2f}" if r["bnb_lora_ms"] else f"{'n/a':>7}"
-        print(f"{r['shape']:15} {r['tokens']:5d} {r['gemm']:8} {r['pass']:4} {r['moeq_ms']:8.3f} "
-              f"{r['tflops']:8.1f} {r['pct_floor']:6.1f}% {r['bf16_lora_ms']:8.3f} {r['bf16_nolora_ms']:8.3f} "
-              f"{bnb} {r['moeq_ms'] / r['bf16_lora_ms']:7.2f} {r['moeq_ms'] / r['bf16_nolora_ms']:7.2f} {x_bnb} "
-              f"{r['error']:8.1e} {'yes' if r['checked'] else 'NO'}")
+        print(table_line(r))
     print("x bf16 / x noL / x bnb: moeq time over the baseline's (below 1: moeq faster). "
           "bf16 = torch _grouped_mm + LoRA grouped GEMMs, noL = without LoRA, bnb = dequantize_4bit + bf16. "
           "err: relative Frobenius error of moeq against torch on the same dequantized weights.")
@@ -288,6 +302,7 @@ def main():
     generator = torch.Generator(device="cuda")
     generator.manual_seed(0)
     rows = []
+    print(TABLE_HEADER, flush=True)
     for name in args.shapes:
         experts, top_k, hidden, inter, in_out = SHAPES[name]
         for tokens in args.tokens:
@@ -297,11 +312,11 @@ def main():
                 bench_projection(lib, name, tokens, which, proj, not args.no_bnb, rows)
                 del proj
                 torch.cuda.empty_cache()
-            print(f"done {name} {tokens} tokens", file=sys.stderr, flush=True)
+            if args.json:  # after every shape, so a crash later keeps what was measured
+                with open(args.json, "w") as out:
+                    json.dump(rows, out, indent=1)
+    print()
     print_table(rows)
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(rows, out, indent=1)
     if not all(r["checked"] for r in rows):
         sys.exit("some outputs did not match the torch reference")
 
