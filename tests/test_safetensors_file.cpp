@@ -3,6 +3,7 @@
 #include "safetensors/error.hpp"
 #include "safetensors/file.hpp"
 #include "safetensors/writer.hpp"
+#include "support/error_message.hpp"
 #include "support/scratch_folder.hpp"
 
 #include <doctest/doctest.h>
@@ -16,19 +17,13 @@ using moeq::safetensors::Error;
 using moeq::safetensors::File;
 using moeq::safetensors::Writer;
 using moeq_test::ScratchFolder;
+using moeq_test::contains;
 
 namespace {
 
 std::string open_error(const std::filesystem::path& path) {
-  try {
-    File file(path);
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "";
+  return moeq_test::message_of<Error>([&] { File file(path); });
 }
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 const std::string kOneTensorHeader = R"({"w":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})";
 

@@ -2,6 +2,7 @@
 // for everything a hostile header could lie about.
 #include "safetensors/error.hpp"
 #include "safetensors/header.hpp"
+#include "support/error_message.hpp"
 
 #include <doctest/doctest.h>
 
@@ -10,20 +11,14 @@
 using moeq::safetensors::Dtype;
 using moeq::safetensors::Error;
 using moeq::safetensors::parse_header;
+using moeq_test::contains;
 
 namespace {
 
 // The message parse_header throws for `header` over `data_bytes` bytes ("" if none).
 std::string error_of(const std::string& header, uint64_t data_bytes) {
-  try {
-    parse_header(header, data_bytes);
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "";
+  return moeq_test::message_of<Error>([&] { parse_header(header, data_bytes); });
 }
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 }  // namespace
 

@@ -3,7 +3,6 @@
 #include "cli/verify_command.hpp"
 
 #include "cli/chunk_dequantizer.hpp"
-#include "cli/error_stats.hpp"
 #include "cli/progress.hpp"
 #include "cli/quantized_tensors.hpp"
 #include "cli/scratch_buffer.hpp"
@@ -58,8 +57,6 @@ std::string mismatch(const QuantizedTensor& tensor, const TensorInfo& original) 
 void verify_quantized(const Checkpoint& original, const QuantizedTensors& quantized, Progress& progress,
                       VerifyResult& result) {
   ScratchBuffer aligned_original;
-  std::printf("%-60s %-11s %11s %11s %10s %11s\n", "4-bit tensor", "format", "mean|err|", "max|err|", "rel.err",
-              "err/bound");
   for (const QuantizedTensor& tensor : quantized.tensors) {
     const TensorRef* source = original.find(tensor.base);
     const std::string problem = source == nullptr ? "'" + tensor.base + "': not in the original checkpoint"
@@ -68,15 +65,12 @@ void verify_quantized(const Checkpoint& original, const QuantizedTensors& quanti
       result.problems.push_back(problem);
       continue;
     }
-    const ErrorStats stats = compare(tensor, *source, aligned_original);
+    const ErrorStats errors = compare(tensor, *source, aligned_original);
     source->file->done_with(*source->info);
+    result.tensors.push_back(TensorReport{tensor.base, short_format(tensor.state), errors});
     ++result.quantized_tensors;
-    if (stats.within_bound()) ++result.within_bound;
+    if (errors.within_bound()) ++result.within_bound;
     else result.problems.push_back("'" + tensor.base + "': errors above the 4-bit bound");
-    std::printf("%-60s %-11s %11.3e %11.3e %10.3e %8.3f %s%s\n", tensor.base.c_str(),
-                short_format(tensor.state).c_str(), stats.mean_abs_error(), stats.max_abs_error,
-                stats.relative_error(), stats.worst_bound_ratio, stats.within_bound() ? "ok" : "FAIL",
-                stats.non_finite > 0 ? (" (" + std::to_string(stats.non_finite) + " non-finite skipped)").c_str() : "");
     progress.tensor_done(source->info->bytes());
   }
 }
@@ -125,6 +119,16 @@ VerifyResult verify_checkpoint(const VerifyOptions& options) {
 
 int run_verify(const VerifyOptions& options) {
   const VerifyResult result = verify_checkpoint(options);
+  std::printf("%-60s %-11s %11s %11s %10s %11s\n", "4-bit tensor", "format", "mean|err|", "max|err|", "rel.err",
+              "err/bound");
+  for (const TensorReport& report : result.tensors) {
+    const ErrorStats& errors = report.errors;
+    std::printf("%-60s %-11s %11.3e %11.3e %10.3e %8.3f %s", report.name.c_str(), report.format.c_str(),
+                errors.mean_abs_error(), errors.max_abs_error, errors.relative_error(), errors.worst_bound_ratio,
+                errors.within_bound() ? "ok" : "FAIL");
+    if (errors.non_finite > 0) std::printf(" (%lld non-finite values skipped)", (long long)errors.non_finite);
+    std::printf("\n");
+  }
   std::printf("%zu of %zu 4-bit tensors within the 4-bit error bound; %zu other tensors identical to the original\n",
               result.within_bound, result.quantized_tensors, result.copied_identical);
   for (const std::string& problem : result.problems) std::printf("problem: %s\n", problem.c_str());
