@@ -3,8 +3,8 @@
 package org.moeq.examples;
 
 import java.util.SplittableRandom;
-import org.moeq.Device;
 import org.moeq.DType;
+import org.moeq.Device;
 import org.moeq.Format;
 import org.moeq.Lora;
 import org.moeq.Moeq;
@@ -15,9 +15,9 @@ import org.moeq.WeightLayout;
 /** Run with the moeq jars on the class path; prints the memory saved and the largest error. */
 public final class ExpertGemmExample {
   private static final int EXPERTS = 8;
-  private static final int OUT_FEATURES = 256;  // N
-  private static final int IN_FEATURES = 512;   // K
-  private static final int RANK = 16;           // r
+  private static final int OUT_FEATURES = 256; // N
+  private static final int IN_FEATURES = 512; // K
+  private static final int RANK = 16; // r
   private static final float LORA_SCALE = 2.0f; // lora_alpha / r
   private static final int[] ROWS_PER_EXPERT = {5, 0, 12, 3, 9, 0, 7, 4};
 
@@ -35,23 +35,24 @@ public final class ExpertGemmExample {
     float[] loraA = gaussian(random, EXPERTS * RANK * IN_FEATURES, 0.02);
     float[] loraB = gaussian(random, EXPERTS * OUT_FEATURES * RANK, 0.02);
 
-    try (Tensor weight = Tensor.copyOf(gaussian(random, EXPERTS * OUT_FEATURES * IN_FEATURES, 0.02),
-            EXPERTS, OUT_FEATURES, IN_FEATURES);
-        QTensor quantized = Moeq.quantize(weight, Format.NF4, 64, true);
-        Tensor dequantized = Moeq.dequantize(quantized);
-        Tensor xTensor = Tensor.copyOf(x, rows, IN_FEATURES);
-        Tensor groupEndTensor = Tensor.copyOf(groupEnd, EXPERTS);
-        Tensor a = Tensor.copyOf(loraA, EXPERTS, RANK, IN_FEATURES);
-        Tensor b = Tensor.copyOf(loraB, EXPERTS, OUT_FEATURES, RANK);
-        Tensor y = Tensor.empty(DType.FLOAT32, Device.CPU, rows, OUT_FEATURES)) {
-      Moeq.expertGemmLora(xTensor, quantized, WeightLayout.EXPERT_OUT_IN, groupEndTensor,
-          new Lora(a, b, LORA_SCALE), y);
+    try (Tensor weight = Tensor.copyOf(gaussian(random, EXPERTS * OUT_FEATURES * IN_FEATURES, 0.02), EXPERTS,
+             OUT_FEATURES, IN_FEATURES);
+         QTensor quantized = Moeq.quantize(weight, Format.NF4, 64, true);
+         Tensor dequantized = Moeq.dequantize(quantized);
+         Tensor xTensor = Tensor.copyOf(x, rows, IN_FEATURES);
+         Tensor groupEndTensor = Tensor.copyOf(groupEnd, EXPERTS);
+         Tensor a = Tensor.copyOf(loraA, EXPERTS, RANK, IN_FEATURES);
+         Tensor b = Tensor.copyOf(loraB, EXPERTS, OUT_FEATURES, RANK);
+         Tensor y = Tensor.empty(DType.FLOAT32, Device.CPU, rows, OUT_FEATURES)) {
+      Moeq.expertGemmLora(
+          xTensor, quantized, WeightLayout.EXPERT_OUT_IN, groupEndTensor, new Lora(a, b, LORA_SCALE), y);
 
       long quantizedBytes = quantized.packed().numel() + quantized.absmax().numel()
           + 4 * (quantized.nestedAbsmax().numel() + quantized.nestedCode().numel() + 1);
       System.out.printf("%s: %d float32 bytes -> %d bytes%n", quantized, weight.numel() * 4, quantizedBytes);
       double worst = largestError(y.toFloatArray(), x, dequantized.toFloatArray(), loraA, loraB, groupEnd);
-      System.out.printf("y %s, largest difference from float64: %.2e%n", java.util.Arrays.toString(y.shape()), worst);
+      System.out.printf(
+          "y %s, largest difference from float64: %.2e%n", java.util.Arrays.toString(y.shape()), worst);
       if (worst > 1e-3) {
         throw new AssertionError("the expert GEMM disagrees with float64");
       }
@@ -59,8 +60,8 @@ public final class ExpertGemmExample {
   }
 
   /** max |y - (x·Wᵀ + s·(x·Aᵀ)·Bᵀ)| over every routed row, in float64. */
-  private static double largestError(float[] y, float[] x, float[] weight, float[] loraA, float[] loraB,
-      int[] groupEnd) {
+  private static double largestError(
+      float[] y, float[] x, float[] weight, float[] loraA, float[] loraB, int[] groupEnd) {
     double worst = 0;
     for (int e = 0, row = 0; e < EXPERTS; ++e) {
       for (; row < groupEnd[e]; ++row) {
@@ -90,7 +91,8 @@ public final class ExpertGemmExample {
     for (int i = 0; i < count; ++i) {
       // Box-Muller: SplittableRandom has no nextGaussian in Java 17.
       double u = 1.0 - random.nextDouble();
-      values[i] = (float) (deviation * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random.nextDouble()));
+      values[i] =
+          (float) (deviation * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random.nextDouble()));
     }
     return values;
   }

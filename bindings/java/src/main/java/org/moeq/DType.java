@@ -40,7 +40,7 @@ public enum DType {
         return candidate;
       }
     }
-    throw new IllegalStateException(
-        "moeq reported a dtype with no Java counterpart: code " + type.getCode() + ", bits " + type.getBits());
+    throw new IllegalStateException("moeq reported a dtype with no Java counterpart: code " + type.getCode()
+        + ", bits " + type.getBits());
   }
 }

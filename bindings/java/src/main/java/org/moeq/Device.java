@@ -7,10 +7,7 @@ import org.moeq.jni.DLDeviceType;
 /** The device of a {@link Tensor}: {@link #CPU} or {@link #cuda(int)}. */
 public record Device(Kind kind, int id) {
   /** The kinds of memory moeq works on. */
-  public enum Kind {
-    CPU,
-    CUDA
-  }
+  public enum Kind { CPU, CUDA }
 
   /** Host memory. */
   public static final Device CPU = new Device(Kind.CPU, 0);

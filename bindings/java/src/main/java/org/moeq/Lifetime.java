@@ -55,7 +55,7 @@ final class Lifetime {
         throw closedError(name);
       }
     } while (!references.compareAndSet(count, count + 1));
-    if (closed) {  // closed between the check and the increment: back out
+    if (closed) { // closed between the check and the increment: back out
       exit();
       throw closedError(name);
     }

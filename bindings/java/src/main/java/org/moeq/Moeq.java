@@ -98,10 +98,12 @@ public final class Moeq {
     }
   }
 
-  /** {@link #expertGemmLora(Tensor, QTensor, WeightLayout, Tensor, Lora, Tensor, Tensor, long)}
-   *  without the saved {@code x·Aᵀ}, on the default stream. */
-  public static void expertGemmLora(Tensor x, QTensor weight, WeightLayout layout, Tensor groupEnd, Lora lora,
-      Tensor y) {
+  /**
+   * {@link #expertGemmLora(Tensor, QTensor, WeightLayout, Tensor, Lora, Tensor, Tensor, long)}
+   *  without the saved {@code x·Aᵀ}, on the default stream.
+   */
+  public static void expertGemmLora(
+      Tensor x, QTensor weight, WeightLayout layout, Tensor groupEnd, Lora lora, Tensor y) {
     expertGemmLora(x, weight, layout, groupEnd, lora, y, null, DEFAULT_STREAM);
   }
 
@@ -126,8 +128,10 @@ public final class Moeq {
     }
   }
 
-  /** {@link #expertGemmLoraBackward(Tensor, QTensor, WeightLayout, Tensor, Lora, Tensor, Tensor,
-   *  Gradients, long)} without a saved {@code x·Aᵀ}, on the default stream. */
+  /**
+   * {@link #expertGemmLoraBackward(Tensor, QTensor, WeightLayout, Tensor, Lora, Tensor, Tensor,
+   *  Gradients, long)} without a saved {@code x·Aᵀ}, on the default stream.
+   */
   public static void expertGemmLoraBackward(Tensor x, QTensor weight, WeightLayout layout, Tensor groupEnd,
       Lora lora, Tensor gradY, Gradients gradients) {
     expertGemmLoraBackward(x, weight, layout, groupEnd, lora, gradY, null, gradients, DEFAULT_STREAM);
@@ -148,7 +152,8 @@ public final class Moeq {
     if (gradients == null) {
       throw MoeqException.invalidArgument("gradients", "expected a Gradients record, got null");
     }
-    try (CallScope call = new CallScope(); moeq_expert_gemm_grad_args args = new moeq_expert_gemm_grad_args()) {
+    try (CallScope call = new CallScope();
+         moeq_expert_gemm_grad_args args = new moeq_expert_gemm_grad_args()) {
       setCommonArgs(call, args, x, weight, layout, groupEnd, lora);
       args.setGrad_y(call.tensor(gradY, "grad_y"));
       args.setX_lora_a(call.tensor(xLoraA, "x_lora_a"));

@@ -58,7 +58,8 @@ public final class QTensor implements AutoCloseable {
    * bitsandbytes' plain statistics: {@code packed} uint8 {@code [ceil(numel/2)]} and {@code absmax}
    * float32 {@code [ceil(numel/blocksize)]}. The QTensor takes ownership of both.
    */
-  public static QTensor of(Format format, int blocksize, DType dtype, long[] shape, Tensor packed, Tensor absmax) {
+  public static QTensor of(
+      Format format, int blocksize, DType dtype, long[] shape, Tensor packed, Tensor absmax) {
     checkDescription(format, dtype, shape);
     requirePart(packed, "packed");
     requirePart(absmax, "absmax");
@@ -79,13 +80,14 @@ public final class QTensor implements AutoCloseable {
     requirePart(nestedAbsmax, "nested_absmax");
     requirePart(nestedCode, "nested_code");
     requirePart(nestedOffset, "nested_offset");
-    return new QTensor(format, blocksize, dtype, shape, packed, absmaxCodes, nestedAbsmax, nestedCode, nestedOffset);
+    return new QTensor(
+        format, blocksize, dtype, shape, packed, absmaxCodes, nestedAbsmax, nestedCode, nestedOffset);
   }
 
   /** Buffers the library allocates on {@code device} for {@code config} and a tensor of this shape. */
   static QTensor allocate(moeq_quant_config config, Format format, DType dtype, long[] shape, Device device) {
     try (Int64Array nativeShape = new Int64Array(Math.max(1, shape.length));
-        moeq_quant_layout layout = new moeq_quant_layout()) {
+         moeq_quant_layout layout = new moeq_quant_layout()) {
       for (int i = 0; i < shape.length; ++i) {
         nativeShape.setitem(i, shape[i]);
       }
@@ -104,7 +106,8 @@ public final class QTensor implements AutoCloseable {
         Arrays.stream(parts).filter(part -> part != null).forEach(Tensor::close);
         throw e;
       }
-      return new QTensor(format, config.getBlocksize(), dtype, shape, parts[0], parts[1], parts[2], parts[3], parts[4]);
+      return new QTensor(
+          format, config.getBlocksize(), dtype, shape, parts[0], parts[1], parts[2], parts[3], parts[4]);
     }
   }
 
@@ -180,8 +183,8 @@ public final class QTensor implements AutoCloseable {
 
   @Override
   public String toString() {
-    return "QTensor(" + format + " blocksize " + blocksize + (nestedCode != null ? " nested " : " ") + dtype + " "
-        + Arrays.toString(shape) + (isClosed() ? ", closed)" : ")");
+    return "QTensor(" + format + " blocksize " + blocksize + (nestedCode != null ? " nested " : " ") + dtype
+        + " " + Arrays.toString(shape) + (isClosed() ? ", closed)" : ")");
   }
 
   /** Each buffer with its field name in moeq_qtensor. */
@@ -203,8 +206,8 @@ public final class QTensor implements AutoCloseable {
       throw MoeqException.invalidArgument("dtype", "expected a DType, got null");
     }
     if (shape == null || shape.length > AbiConstants.MOEQ_MAX_DIMS) {
-      throw MoeqException.invalidArgument("shape", "expected at most " + AbiConstants.MOEQ_MAX_DIMS + " sizes, got "
-          + Arrays.toString(shape));
+      throw MoeqException.invalidArgument("shape",
+          "expected at most " + AbiConstants.MOEQ_MAX_DIMS + " sizes, got " + Arrays.toString(shape));
     }
   }
 

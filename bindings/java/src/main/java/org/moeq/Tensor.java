@@ -47,13 +47,15 @@ public final class Tensor implements AutoCloseable {
   public static Tensor of(ByteBuffer buffer, DType dtype, long[] shape, long[] strides) {
     checkLayout(dtype, shape, strides);
     if (buffer == null || !buffer.isDirect()) {
-      throw MoeqException.invalidArgument(
-          "buffer", "expected a direct ByteBuffer (ByteBuffer.allocateDirect), got " + (buffer == null ? "null" : "a heap buffer"));
+      throw MoeqException.invalidArgument("buffer",
+          "expected a direct ByteBuffer (ByteBuffer.allocateDirect), got "
+              + (buffer == null ? "null" : "a heap buffer"));
     }
     long needed = extentBytes(dtype, shape, strides);
     if (buffer.capacity() < needed) {
-      throw MoeqException.invalidArgument("buffer", "expected at least " + needed + " bytes for " + dtype
-          + " " + Arrays.toString(shape) + ", got " + buffer.capacity());
+      throw MoeqException.invalidArgument("buffer",
+          "expected at least " + needed + " bytes for " + dtype + " " + Arrays.toString(shape) + ", got "
+              + buffer.capacity());
     }
     return view(Abi.jni_buffer_address(buffer), buffer, Device.CPU, dtype, shape, strides);
   }
@@ -76,16 +78,17 @@ public final class Tensor implements AutoCloseable {
     if (device == null) {
       throw MoeqException.invalidArgument("device", "expected a Device, got null");
     }
-    try (Int64Array nativeShape = int64Array(shape);
-        DLDataType nativeType = new DLDataType();
-        DLDevice nativeDevice = new DLDevice()) {
+    try (Int64Array nativeShape = int64Array(shape); DLDataType nativeType = new DLDataType();
+         DLDevice nativeDevice = new DLDevice()) {
       dtype.writeTo(nativeType);
       device.writeTo(nativeDevice);
       SWIGTYPE_p_p_DLManagedTensorVersioned slot = Abi.new_managed_tensor_slot();
       try {
-        MoeqException.check(Abi.moeq_tensor_empty(shape.length, nativeShape.cast(), nativeType, nativeDevice, slot));
+        MoeqException.check(
+            Abi.moeq_tensor_empty(shape.length, nativeShape.cast(), nativeType, nativeDevice, slot));
         DLManagedTensorVersioned managed = Abi.managed_tensor_slot_value(slot);
-        return new Tensor(managed.getDl_tensor(), dtype, device, shape, null, () -> Abi.moeq_tensor_free(managed));
+        return new Tensor(
+            managed.getDl_tensor(), dtype, device, shape, null, () -> Abi.moeq_tensor_free(managed));
       } finally {
         Abi.delete_managed_tensor_slot(slot);
       }
@@ -179,10 +182,12 @@ public final class Tensor implements AutoCloseable {
 
   @Override
   public String toString() {
-    return "Tensor(" + dtype + " " + Arrays.toString(shape) + " on " + device + (isClosed() ? ", closed)" : ")");
+    return "Tensor(" + dtype + " " + Arrays.toString(shape) + " on " + device
+        + (isClosed() ? ", closed)" : ")");
   }
 
-  private static Tensor view(long address, ByteBuffer backing, Device device, DType dtype, long[] shape, long[] strides) {
+  private static Tensor view(
+      long address, ByteBuffer backing, Device device, DType dtype, long[] shape, long[] strides) {
     DLTensor view = new DLTensor();
     Int64Array nativeShape = int64Array(shape);
     Int64Array nativeStrides = strides == null ? null : int64Array(strides);
@@ -211,11 +216,13 @@ public final class Tensor implements AutoCloseable {
       throw MoeqException.invalidArgument("dtype", "expected a DType, got null");
     }
     if (shape == null || Arrays.stream(shape).anyMatch(size -> size < 0)) {
-      throw MoeqException.invalidArgument("shape", "expected non-negative sizes, got " + Arrays.toString(shape));
+      throw MoeqException.invalidArgument(
+          "shape", "expected non-negative sizes, got " + Arrays.toString(shape));
     }
-    if (strides != null && (strides.length != shape.length || Arrays.stream(strides).anyMatch(stride -> stride < 0))) {
-      throw MoeqException.invalidArgument("strides", "expected " + shape.length
-          + " non-negative strides, got " + Arrays.toString(strides));
+    if (strides != null
+        && (strides.length != shape.length || Arrays.stream(strides).anyMatch(stride -> stride < 0))) {
+      throw MoeqException.invalidArgument(
+          "strides", "expected " + shape.length + " non-negative strides, got " + Arrays.toString(strides));
     }
   }
 

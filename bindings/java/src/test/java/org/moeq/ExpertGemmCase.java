@@ -20,19 +20,19 @@ final class ExpertGemmCase implements AutoCloseable {
   static final int[] GROUP_END = {3, 3, 11, 17};
 
   final WeightLayout layout;
-  final float[] x = TestData.uniform(1, ROWS * IN, 1.0);
-  final float[] gradY = TestData.uniform(2, ROWS * OUT, 1.0);
-  final float[] loraA = TestData.uniform(3, EXPERTS * RANK * IN, 0.1);
+  final float[] x = TestData.uniform(1, ROWS* IN, 1.0);
+  final float[] gradY = TestData.uniform(2, ROWS* OUT, 1.0);
+  final float[] loraA = TestData.uniform(3, EXPERTS* RANK* IN, 0.1);
   /** PEFT's lora_B.weight [N, r·E]: element (e, n, j) at n·r·E + j·E + e. */
-  final float[] loraBPeft = TestData.uniform(4, OUT * RANK * EXPERTS, 0.1);
+  final float[] loraBPeft = TestData.uniform(4, OUT* RANK* EXPERTS, 0.1);
   /** The quantized weight, dequantized: logical [E, N, K] or [E, K, N] as {@link #layout} says. */
   final float[] weight;
   final QTensor quantizedWeight;
 
   ExpertGemmCase(WeightLayout layout, Format format) {
     this.layout = layout;
-    long[] weightShape = layout == WeightLayout.EXPERT_OUT_IN
-        ? new long[] {EXPERTS, OUT, IN} : new long[] {EXPERTS, IN, OUT};
+    long[] weightShape =
+        layout == WeightLayout.EXPERT_OUT_IN ? new long[] {EXPERTS, OUT, IN} : new long[] {EXPERTS, IN, OUT};
     try (Tensor original = Tensor.copyOf(TestData.uniform(5, EXPERTS * OUT * IN, 0.05), weightShape)) {
       quantizedWeight = Moeq.quantize(original, format, 64, true);
     }
@@ -45,7 +45,8 @@ final class ExpertGemmCase implements AutoCloseable {
   final class Inputs implements AutoCloseable {
     final Tensor x = Tensor.copyOf(ExpertGemmCase.this.x, ROWS, IN);
     final Tensor groupEnd = Tensor.copyOf(GROUP_END, EXPERTS);
-    final Lora lora = new Lora(Tensor.copyOf(loraA, EXPERTS, RANK, IN), peftView(peftStorage(loraBPeft)), SCALE);
+    final Lora lora =
+        new Lora(Tensor.copyOf(loraA, EXPERTS, RANK, IN), peftView(peftStorage(loraBPeft)), SCALE);
 
     @Override
     public void close() {
@@ -73,7 +74,8 @@ final class ExpertGemmCase implements AutoCloseable {
 
   /** The [E, N, r] float32 view moeq reads PEFT's lora_B storage through: strides (1, r·E, E). */
   static Tensor peftView(ByteBuffer storage) {
-    return Tensor.of(storage, DType.FLOAT32, new long[] {EXPERTS, OUT, RANK}, new long[] {1, (long) RANK * EXPERTS, EXPERTS});
+    return Tensor.of(storage, DType.FLOAT32, new long[] {EXPERTS, OUT, RANK},
+        new long[] {1, (long) RANK * EXPERTS, EXPERTS});
   }
 
   /** The float32 elements of a buffer, in storage order. */
@@ -98,7 +100,8 @@ final class ExpertGemmCase implements AutoCloseable {
   }
 
   double w(int e, int n, int k) {
-    return layout == WeightLayout.EXPERT_OUT_IN ? weight[(e * OUT + n) * IN + k] : weight[(e * IN + k) * OUT + n];
+    return layout == WeightLayout.EXPERT_OUT_IN ? weight[(e * OUT + n) * IN + k]
+                                                : weight[(e * IN + k) * OUT + n];
   }
 
   double a(int e, int j, int k) {

@@ -35,7 +35,8 @@ final class GoldenCase {
     this.nested = Boolean.parseBoolean(field("nested", "(true|false)"));
     this.specialValues = Boolean.parseBoolean(field("special_values", "(true|false)"));
     this.shape = Arrays.stream(field("shape", "\\[([^\\]]*)\\]").split(","))
-        .mapToLong(size -> Long.parseLong(size.strip())).toArray();
+                     .mapToLong(size -> Long.parseLong(size.strip()))
+                     .toArray();
   }
 
   static GoldenCase load(String name) {
@@ -69,7 +70,8 @@ final class GoldenCase {
   /** A 1-D CPU tensor over the bytes of {@code <file>.bin}. */
   Tensor tensor(String file, DType elementType) {
     byte[] bytes = bytes(file);
-    return Tensor.of(TestData.directBuffer(bytes.length).put(bytes), elementType, bytes.length / elementType.byteSize());
+    return Tensor.of(
+        TestData.directBuffer(bytes.length).put(bytes), elementType, bytes.length / elementType.byteSize());
   }
 
   /** The input bitsandbytes quantized, in its logical shape and dtype. */
@@ -84,7 +86,8 @@ final class GoldenCase {
     if (!nested) {
       return QTensor.of(format, blocksize, dtype, shape, packed, tensor("absmax", DType.FLOAT32));
     }
-    ByteBuffer offset = TestData.directBuffer(4).putInt(0, (int) Long.parseLong(field("nested_offset_f32_hex", "(\\d+)")));
+    ByteBuffer offset =
+        TestData.directBuffer(4).putInt(0, (int) Long.parseLong(field("nested_offset_f32_hex", "(\\d+)")));
     return QTensor.ofNested(format, blocksize, dtype, shape, packed, tensor("absmax", DType.UINT8),
         tensor("nested_absmax", DType.FLOAT32), tensor("nested_quant_map", DType.FLOAT32),
         Tensor.of(offset, DType.FLOAT32, 1));

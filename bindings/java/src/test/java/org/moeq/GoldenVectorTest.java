@@ -39,7 +39,7 @@ class GoldenVectorTest {
     return GoldenCase.names().stream().map(name -> DynamicTest.dynamicTest(name, () -> {
       GoldenCase golden = GoldenCase.load(name);
       try (Tensor input = golden.input();
-          QTensor ours = Moeq.quantize(input, golden.format, golden.blocksize, golden.nested)) {
+           QTensor ours = Moeq.quantize(input, golden.format, golden.blocksize, golden.nested)) {
         if (!golden.nested) {
           assertArrayEquals(golden.bytes("absmax"), ours.absmax().toByteArray());
         }

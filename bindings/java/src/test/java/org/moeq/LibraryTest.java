@@ -22,7 +22,8 @@ class LibraryTest {
   @Test
   void aFailureCarriesTheStatusAndTheLibrarysOwnMessage() {
     try (Tensor input = Tensor.copyOf(new float[64], 64)) {
-      MoeqException error = assertThrows(MoeqException.class, () -> Moeq.quantize(input, Format.NF4, 48, false));
+      MoeqException error =
+          assertThrows(MoeqException.class, () -> Moeq.quantize(input, Format.NF4, 48, false));
       assertEquals(moeq_status_code.MOEQ_ERR_INVALID_ARGUMENT, error.status());
       assertEquals("MOEQ_ERR_INVALID_ARGUMENT", error.statusName());
       assertEquals(Abi.moeq_last_error(), error.detail());

@@ -23,10 +23,9 @@ class TensorLifetimeTest {
 
   @Test
   void closingATensorTwiceIsSafe() {
-    List<Tensor> tensors = List.of(
-        Tensor.copyOf(VALUES, 256),
-        Tensor.empty(DType.FLOAT32, Device.CPU, 16, 16),
-        Tensor.of(TestData.directBuffer(64), DType.UINT8, 64));
+    List<Tensor> tensors =
+        List.of(Tensor.copyOf(VALUES, 256), Tensor.empty(DType.FLOAT32, Device.CPU, 16, 16),
+            Tensor.of(TestData.directBuffer(64), DType.UINT8, 64));
     for (Tensor tensor : tensors) {
       assertFalse(tensor.isClosed());
       tensor.close();
@@ -39,7 +38,8 @@ class TensorLifetimeTest {
   void closingAQuantizedTensorTwiceIsSafeAndClosesItsBuffers() {
     try (Tensor input = Tensor.copyOf(VALUES, 256)) {
       QTensor q = Moeq.quantize(input, Format.NF4, 64, true);
-      List<Tensor> buffers = List.of(q.packed(), q.absmax(), q.nestedAbsmax(), q.nestedCode(), q.nestedOffset());
+      List<Tensor> buffers =
+          List.of(q.packed(), q.absmax(), q.nestedAbsmax(), q.nestedCode(), q.nestedOffset());
       q.close();
       q.close();
       assertTrue(q.isClosed());
@@ -51,8 +51,8 @@ class TensorLifetimeTest {
   void everyMethodOfAClosedTensorThrows() {
     Tensor tensor = Tensor.copyOf(VALUES, 16, 16);
     tensor.close();
-    List<Executable> uses = List.of(tensor::dtype, tensor::device, tensor::shape, tensor::strides, tensor::numel,
-        tensor::toByteArray, tensor::toFloatArray, () -> tensor.copyFrom(VALUES));
+    List<Executable> uses = List.of(tensor::dtype, tensor::device, tensor::shape, tensor::strides,
+        tensor::numel, tensor::toByteArray, tensor::toFloatArray, () -> tensor.copyFrom(VALUES));
     for (Executable use : uses) {
       assertThrows(IllegalStateException.class, use);
     }
@@ -63,8 +63,8 @@ class TensorLifetimeTest {
   void everyMethodOfAClosedQuantizedTensorThrows() {
     QTensor q = quantized();
     q.close();
-    List<Executable> uses = List.of(q::format, q::blocksize, q::isNested, q::dtype, q::shape, q::device, q::packed,
-        q::absmax, q::nestedAbsmax, q::nestedCode, q::nestedOffset);
+    List<Executable> uses = List.of(q::format, q::blocksize, q::isNested, q::dtype, q::shape, q::device,
+        q::packed, q::absmax, q::nestedAbsmax, q::nestedCode, q::nestedOffset);
     for (Executable use : uses) {
       assertThrows(IllegalStateException.class, use);
     }

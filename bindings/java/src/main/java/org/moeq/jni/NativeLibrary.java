@@ -17,8 +17,7 @@ public final class NativeLibrary {
 
   // In load order: the glue's dependency on libmoeq (by its SONAME) is then already met.
   private static final String[] LIBRARY_FILES = {
-    "libmoeq.so." + AbiConstants.MOEQ_VERSION_MAJOR, "libmoeq_jni.so"
-  };
+      "libmoeq.so." + AbiConstants.MOEQ_VERSION_MAJOR, "libmoeq_jni.so"};
 
   private static boolean loaded;
 
