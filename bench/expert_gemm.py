@@ -167,13 +167,18 @@ class Projection:
         return grad_x, grad_a, grad_b
 
     def flops(self, backward):
+        """Forward: x W^T plus the two rank-r products. Backward (frozen W, x_lora_a
+        saved): dY W plus dY B, (dY B) A, dA and dB."""
         main = 2.0 * self.M * self.N * self.K
         lora = 2.0 * self.M * self.r * (self.K + self.N)
-        return (2 * main + 3 * lora) if backward else (main + lora)
+        return main + (2 * lora if backward else lora)
 
     def floor_ms(self, backward, active_experts):
+        """The larger of the FLOPs at the matmul ceiling and the fewest bytes (active
+        experts' 4-bit weights and absmax; x and y, or dY and x read and dX written)
+        at the copy ceiling."""
         weight_bytes = active_experts * self.N * self.K / 2 * (1 + 8 / BLOCKSIZE)
-        act_bytes = 2 * self.M * (self.K + self.N) * (2 if backward else 1)
+        act_bytes = 2 * self.M * ((self.N + 2 * self.K) if backward else (self.K + self.N))
         return max(self.flops(backward) / (MATMUL_TFLOPS * 1e9),
                    (weight_bytes + act_bytes) / (COPY_TBPS * 1e9))
 
