@@ -31,26 +31,17 @@ class WorkspacePlan {
 // memory from the stream-ordered allocator, released on the stream at scope exit.
 class Scratch {
  public:
-  Scratch(void* workspace, size_t bytes, cudaStream_t stream) : stream_(stream) {
-    if (workspace == nullptr && bytes > 0) {
-      check_cuda(cudaMallocAsync(&owned_, bytes, stream), "cudaMallocAsync(workspace)");
-      workspace = owned_;
-    }
+  Scratch(void* workspace, size_t bytes, cudaStream_t stream) : owned_(stream) {
+    if (workspace == nullptr && bytes > 0) workspace = owned_.allocate(bytes);
     const uintptr_t address = reinterpret_cast<uintptr_t>(workspace);
     base_ = reinterpret_cast<char*>((address + WorkspacePlan::kAlignment - 1) /
                                     WorkspacePlan::kAlignment * WorkspacePlan::kAlignment);
   }
-  ~Scratch() {
-    if (owned_ != nullptr) cudaFreeAsync(owned_, stream_);
-  }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
 
   void* at(size_t offset) const { return base_ + offset; }
 
  private:
-  cudaStream_t stream_;
-  void* owned_ = nullptr;
+  StreamScratch owned_;
   char* base_ = nullptr;
 };
 
