@@ -27,7 +27,7 @@ struct GemmShape {
 };
 
 constexpr int64_t kLoraRank = 16;
-constexpr int kRounds = 5;
+constexpr int kRounds = 7;
 
 // One shape's weights (4-bit and dequantized), routing and LoRA factors, and the
 // calls to time on them.

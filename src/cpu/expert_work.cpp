@@ -18,12 +18,6 @@ ExpertRows::ExpertRows(const ExpertGemmCommon& common) : bounds_(1, 0) {
   }
 }
 
-int64_t ExpertRows::largest_count() const {
-  int64_t largest = 0;
-  for (int64_t e = 0; e < experts(); ++e) largest = std::max(largest, count(e));
-  return largest;
-}
-
 int64_t ExpertRows::experts_with_rows() const {
   int64_t with_rows = 0;
   for (int64_t e = 0; e < experts(); ++e) with_rows += count(e) > 0 ? 1 : 0;

@@ -17,10 +17,10 @@ class ExpertRows {
 
   int64_t experts() const { return static_cast<int64_t>(bounds_.size()) - 1; }
   int64_t begin(int64_t expert) const { return bounds_[expert]; }
-  int64_t count(int64_t expert) const { return bounds_[expert + 1] - bounds_[expert]; }
+  int64_t end(int64_t expert) const { return bounds_[expert + 1]; }
+  int64_t count(int64_t expert) const { return end(expert) - begin(expert); }
   // Rows before the last group_end: the only ones read or written.
   int64_t routed() const { return bounds_.back(); }
-  int64_t largest_count() const;
   int64_t experts_with_rows() const;
 
  private:
