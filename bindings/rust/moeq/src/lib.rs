@@ -44,6 +44,11 @@ pub use expert_gemm_backward::{expert_gemm_lora_backward, ExpertGemmGrad};
 pub use library_info::{build_info, cuda_available, version};
 /// The raw bindings, for what the safe API does not cover.
 pub use moeq_sys as sys;
+
+/// The Rust example of the repository's README.md, compiled by `cargo test` so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../../README.md")]
+struct ReadmeExample;
 pub use qtensor::{quantized_layout, Format, NestedStats, QTensor, QTensorView, QuantConfig, QuantLayout, Quantized};
 pub use quantize::{dequantize, quantize};
 pub use tensor::Tensor;
