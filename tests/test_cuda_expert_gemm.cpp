@@ -45,18 +45,8 @@ class ForwardCall {
     size_t bytes = 0;
     REQUIRE(moeq_expert_gemm_workspace_size(&args, &bytes) == MOEQ_OK);
     workspace_bytes = bytes;
-    if (options.caller_workspace && bytes > 0) {
-      REQUIRE_CUDA(cudaMalloc(&workspace_, bytes));
-      args.workspace = workspace_;
-      args.workspace_bytes = bytes;
-    }
+    workspace_.attach(args, bytes, options.caller_workspace);
   }
-  ~ForwardCall() {
-    if (workspace_ != nullptr) cudaFree(workspace_);
-  }
-  ForwardCall(const ForwardCall&) = delete;
-  ForwardCall& operator=(const ForwardCall&) = delete;
-
   // Enqueues the call on the stream; no synchronisation.
   moeq_status launch() { return moeq_expert_gemm_lora(&args, options_.stream); }
   void poison() {
@@ -84,7 +74,7 @@ class ForwardCall {
   ExpertGemmCase spec_;
   ForwardOptions options_;
   DeviceInputs device_;
-  void* workspace_ = nullptr;
+  CallerWorkspace workspace_;
 
  public:
   HostTensor y, x_lora_a;

@@ -76,18 +76,8 @@ class BackwardCall {
     INFO(moeq_last_error());
     REQUIRE(status == MOEQ_OK);
     workspace_bytes = bytes;
-    if (request.caller_workspace && bytes > 0) {
-      REQUIRE_CUDA(cudaMalloc(&workspace_, bytes));
-      args.workspace = workspace_;
-      args.workspace_bytes = bytes;
-    }
+    workspace_.attach(args, bytes, request.caller_workspace);
   }
-  ~BackwardCall() {
-    if (workspace_ != nullptr) cudaFree(workspace_);
-  }
-  BackwardCall(const BackwardCall&) = delete;
-  BackwardCall& operator=(const BackwardCall&) = delete;
-
   moeq_status launch() { return moeq_expert_gemm_lora_backward(&args, request_.stream); }
   void poison() {
     for (auto [host, device] : outputs()) {
@@ -117,7 +107,7 @@ class BackwardCall {
   GradientRequest request_;
   BackwardTensors& host_;
   DeviceInputs device_;
-  void* workspace_ = nullptr;
+  CallerWorkspace workspace_;
 
  public:
   DeviceTensor grad_y, x_lora_a, grad_x, grad_lora_a, grad_lora_b;

@@ -115,6 +115,30 @@ class DeviceQTensor {
   moeq_qtensor q_;
 };
 
+// The workspace a test passes to a call: device memory of the size the library
+// asked for, freed with the test's call object.
+class CallerWorkspace {
+ public:
+  CallerWorkspace() = default;
+  CallerWorkspace(const CallerWorkspace&) = delete;
+  CallerWorkspace& operator=(const CallerWorkspace&) = delete;
+  ~CallerWorkspace() {
+    if (data_ != nullptr) cudaFree(data_);
+  }
+
+  // Allocates `bytes` when `wanted` (and non-zero) and points the call's arguments at it.
+  template <class Args>
+  void attach(Args& args, size_t bytes, bool wanted) {
+    if (!wanted || bytes == 0) return;
+    REQUIRE_CUDA(cudaMalloc(&data_, bytes));
+    args.workspace = data_;
+    args.workspace_bytes = bytes;
+  }
+
+ private:
+  void* data_ = nullptr;
+};
+
 // The inputs of a case on the device.
 struct DeviceInputs {
   explicit DeviceInputs(ExpertGemmInputs& in)
