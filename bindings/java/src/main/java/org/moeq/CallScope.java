@@ -19,6 +19,16 @@ final class CallScope implements AutoCloseable {
     return tensor.view;
   }
 
+  /** Like {@link #tensor}, for a tensor the call writes: a read-only view is refused. */
+  DLTensor output(Tensor tensor, String name) {
+    DLTensor view = tensor(tensor, name);
+    if (view != null && tensor.readOnly) {
+      throw MoeqException.invalidArgument(
+          name, "expected a writable tensor, got a view of a read-only buffer");
+    }
+    return view;
+  }
+
   /** The native descriptor of {@code qtensor}, with every buffer it points at held alive. */
   moeq_qtensor qtensor(QTensor qtensor, String name) {
     if (qtensor == null) {

@@ -94,7 +94,7 @@ public final class Moeq {
   /** Dequantizes into {@code out} (float32/float16/bfloat16, contiguous, {@code q}'s shape). */
   public static void dequantize(QTensor q, Tensor out, long stream) {
     try (CallScope call = new CallScope()) {
-      MoeqException.check(Abi.moeq_dequantize(call.qtensor(q, "q"), call.tensor(out, "out"), stream));
+      MoeqException.check(Abi.moeq_dequantize(call.qtensor(q, "q"), call.output(out, "out"), stream));
     }
   }
 
@@ -122,8 +122,8 @@ public final class Moeq {
       Tensor y, Tensor xLoraA, long stream) {
     try (CallScope call = new CallScope(); moeq_expert_gemm_args args = new moeq_expert_gemm_args()) {
       setCommonArgs(call, args, x, weight, layout, groupEnd, lora);
-      args.setY(call.tensor(y, "y"));
-      args.setX_lora_a(call.tensor(xLoraA, "x_lora_a"));
+      args.setY(call.output(y, "y"));
+      args.setX_lora_a(call.output(xLoraA, "x_lora_a"));
       MoeqException.check(Abi.moeq_expert_gemm_lora(args, stream));
     }
   }
@@ -157,9 +157,9 @@ public final class Moeq {
       setCommonArgs(call, args, x, weight, layout, groupEnd, lora);
       args.setGrad_y(call.tensor(gradY, "grad_y"));
       args.setX_lora_a(call.tensor(xLoraA, "x_lora_a"));
-      args.setGrad_x(call.tensor(gradients.x(), "grad_x"));
-      args.setGrad_lora_a(call.tensor(gradients.loraA(), "grad_lora_a"));
-      args.setGrad_lora_b(call.tensor(gradients.loraB(), "grad_lora_b"));
+      args.setGrad_x(call.output(gradients.x(), "grad_x"));
+      args.setGrad_lora_a(call.output(gradients.loraA(), "grad_lora_a"));
+      args.setGrad_lora_b(call.output(gradients.loraB(), "grad_lora_b"));
       MoeqException.check(Abi.moeq_expert_gemm_lora_backward(args, stream));
     }
   }

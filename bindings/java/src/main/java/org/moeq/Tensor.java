@@ -28,9 +28,13 @@ public final class Tensor implements AutoCloseable {
   private final Device device;
   private final long[] shape;
   private final long[] strides;
+  /** A view of a read-only buffer (a file mapped READ_ONLY, say): moeq may only read it. */
+  final boolean readOnly;
 
-  private Tensor(DLTensor view, DType dtype, Device device, long[] shape, long[] strides, Runnable free) {
+  private Tensor(DLTensor view, DType dtype, Device device, long[] shape, long[] strides, boolean readOnly,
+      Runnable free) {
     this.view = view;
+    this.readOnly = readOnly;
     this.dtype = dtype;
     this.device = device;
     this.shape = shape.clone();
@@ -88,7 +92,7 @@ public final class Tensor implements AutoCloseable {
             Abi.moeq_tensor_empty(shape.length, nativeShape.cast(), nativeType, nativeDevice, slot));
         DLManagedTensorVersioned managed = Abi.managed_tensor_slot_value(slot);
         return new Tensor(
-            managed.getDl_tensor(), dtype, device, shape, null, () -> Abi.moeq_tensor_free(managed));
+            managed.getDl_tensor(), dtype, device, shape, null, false, () -> Abi.moeq_tensor_free(managed));
       } finally {
         Abi.delete_managed_tensor_slot(slot);
       }
@@ -170,6 +174,12 @@ public final class Tensor implements AutoCloseable {
     copyBytes(staging, true);
   }
 
+  /** True for a view of a read-only buffer, which no call may write. */
+  public boolean isReadOnly() {
+    lifetime.requireOpen("tensor");
+    return readOnly;
+  }
+
   public boolean isClosed() {
     return lifetime.isClosed();
   }
@@ -208,7 +218,8 @@ public final class Tensor implements AutoCloseable {
       // The buffer's memory must outlive every call that reads it through the view.
       Reference.reachabilityFence(backing);
     };
-    return new Tensor(view, dtype, device, shape, strides, free);
+    boolean readOnly = backing != null && backing.isReadOnly();
+    return new Tensor(view, dtype, device, shape, strides, readOnly, free);
   }
 
   private static void checkLayout(DType dtype, long[] shape, long[] strides) {
@@ -271,7 +282,7 @@ public final class Tensor implements AutoCloseable {
       throw MoeqException.invalidArgument("tensor", "copying needs a contiguous CPU tensor, this is " + this);
     }
     try (CallScope call = new CallScope()) {
-      long data = call.tensor(this, "tensor").getData();
+      long data = (intoTensor ? call.output(this, "tensor") : call.tensor(this, "tensor")).getData();
       long stagingAddress = Abi.jni_buffer_address(staging);
       if (intoTensor) {
         Abi.jni_copy_bytes(data, stagingAddress, staging.capacity());

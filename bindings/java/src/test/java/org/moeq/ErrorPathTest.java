@@ -162,6 +162,12 @@ class ErrorPathTest {
                 -> forward(x, weight, groupEnd, lora,
                     opened(TestData.bfloat16Tensor(new float[ROWS * OUT], ROWS, OUT)), null)),
         new BadCall("forward into a y overlapping x", "y", ErrorPathTest::forwardIntoOverlappingY),
+        new BadCall("forward into a read-only y", "y",
+            ()
+                -> forward(x, weight, groupEnd, lora,
+                    opened(Tensor.of(
+                        TestData.directBuffer(ROWS * OUT * 4).asReadOnlyBuffer(), DType.FLOAT32, ROWS, OUT)),
+                    null)),
         new BadCall("forward saving x_lora_a of the wrong shape", "x_lora_a",
             () -> forward(x, weight, groupEnd, lora, y, floats(ROWS, RANK + 1))),
         new BadCall("forward saving x_lora_a without LoRA", "x_lora_a",

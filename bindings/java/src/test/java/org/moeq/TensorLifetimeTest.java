@@ -2,13 +2,11 @@
 // is safe, any use after close throws, and a close racing with calls never crashes.
 package org.moeq;
 
-import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ExecutorService;
@@ -99,27 +97,6 @@ class TensorLifetimeTest {
       q.absmax().close();
       IllegalStateException error = assertThrows(IllegalStateException.class, () -> Moeq.dequantize(q));
       assertEquals("q.absmax: the tensor is closed", error.getMessage());
-    }
-  }
-
-  @Test
-  void libraryMemoryTakesAndGivesBackValues() {
-    try (Tensor tensor = Tensor.empty(DType.FLOAT32, Device.CPU, 16, 16)) {
-      tensor.copyFrom(VALUES);
-      assertArrayEquals(VALUES, tensor.toFloatArray());
-    }
-  }
-
-  @Test
-  void aViewReadsAndWritesItsBufferWithoutCopying() {
-    ByteBuffer buffer = TestData.directBuffer(VALUES.length * Float.BYTES);
-    try (Tensor view = Tensor.of(buffer, DType.FLOAT32, VALUES.length); QTensor q = quantized()) {
-      Moeq.dequantize(q, view);
-      float[] written = new float[VALUES.length];
-      buffer.asFloatBuffer().get(written);
-      assertArrayEquals(view.toFloatArray(), written);
-      buffer.putFloat(0, 7.0f);
-      assertEquals(7.0f, view.toFloatArray()[0]);
     }
   }
 
