@@ -254,6 +254,19 @@ TEST_CASE("a single expert owning every row, and 256 experts with few rows each"
   check_backward(many, 29);
 }
 
+TEST_CASE("work large enough to be shared by every thread gives the reference gradients") {
+  // Several row chunks per expert for dY·B_e and x·A_eᵀ, several tiles per gradient.
+  ExpertGemmCase spec;
+  spec.in_features = 256;
+  spec.out_features = 192;
+  spec.rows_per_expert = {700, 0, 520, 610};
+  spec.rank = 16;
+  spec.activation = bfloat16_type();
+  spec.lora = float32_type();
+  spec.peft_lora_b = true;
+  check_backward(spec, 31);
+}
+
 TEST_CASE("random problems match the float64 reference") {
   std::mt19937_64 rng(4048);
   for (int trial = 0; trial < 40; ++trial) {

@@ -100,6 +100,19 @@ TEST_CASE("a single expert owning every row") {
   check_forward(spec, 5);
 }
 
+TEST_CASE("work large enough to be shared by every thread gives the reference result") {
+  // Several row chunks per expert for the x·Aᵀ projection, several tiles for y.
+  ExpertGemmCase spec;
+  spec.in_features = 256;
+  spec.out_features = 192;
+  spec.rows_per_expert = {700, 520, 610};
+  spec.rank = 16;
+  spec.activation = bfloat16_type();
+  spec.lora = float32_type();
+  spec.peft_lora_b = true;
+  check_forward(spec, 13);
+}
+
 TEST_CASE("256 experts with a few rows each, many of them empty") {
   std::mt19937_64 rng(6);
   ExpertGemmCase spec;
