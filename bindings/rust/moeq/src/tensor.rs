@@ -42,8 +42,8 @@ impl Tensor {
     }
 
     /// Takes ownership of `managed`. On error its deleter has already been called:
-    /// a DLPack major version other than this crate's, or a dtype or device moeq
-    /// never takes.
+    /// a DLPack major version other than this crate's, a malformed shape, or a dtype
+    /// or device moeq never takes.
     ///
     /// # Safety
     /// `managed` must be NULL or a live managed tensor that nothing else will delete,
@@ -61,6 +61,9 @@ impl Tensor {
             )));
         }
         let dl = tensor.dl();
+        if dl.ndim < 0 || (dl.ndim > 0 && dl.shape.is_null()) || tensor.shape().iter().any(|&size| size < 0) {
+            return Err(Error::invalid_argument(format!("managed: ndim {} with a missing or negative shape", dl.ndim)));
+        }
         if DType::from_dl(dl.dtype).is_none() {
             return Err(Error::invalid_argument(format!("managed: dtype {:?} is not one moeq takes", dl.dtype)));
         }

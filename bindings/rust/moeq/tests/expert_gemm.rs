@@ -58,7 +58,7 @@ fn without_lora_the_result_is_the_base_product() {
 #[test]
 fn lora_b_in_peft_layout_is_read_through_its_strides() {
     let problem = problem(WeightLayout::ExpertOutIn);
-    let peft_b = problem.to_peft_b(&problem.lora_b);
+    let peft_b = problem.contiguous_to_peft_b(&problem.lora_b);
     let strides = problem.peft_b_strides();
     let mut y = vec![UNTOUCHED; problem.rows * problem.out_features];
     let mut args = problem.forward_args(&mut y);

@@ -65,15 +65,25 @@ fn into_raw_hands_the_tensor_over_without_deleting_it() {
     assert_eq!(deletions.load(Ordering::SeqCst), 1);
 }
 
+/// Breaks one field of a managed tensor.
+type Change = fn(&mut DLManagedTensorVersioned);
+
 #[test]
-fn a_tensor_of_another_dlpack_major_version_is_released_at_once_and_rejected() {
-    let deletions = Arc::new(AtomicUsize::new(0));
-    let raw = counting(Tensor::empty(&[4], DType::F32, Device::Cpu).unwrap(), &deletions);
-    // SAFETY: `raw` is live; only its version changes.
-    unsafe { (*raw).version.major += 1 };
-    // SAFETY: as above; from_raw releases it.
-    support::assert_rejects(unsafe { Tensor::from_raw(raw) }, moeq::Status::InvalidArgument, "managed");
-    assert_eq!(deletions.load(Ordering::SeqCst), 1);
+fn tensors_moeq_cannot_take_are_released_at_once_and_rejected() {
+    let changes: [(&str, Change); 4] = [
+        ("another DLPack major version", |managed| managed.version.major += 1),
+        ("a negative ndim", |managed| managed.dl_tensor.ndim = -1),
+        ("float64 data", |managed| managed.dl_tensor.dtype.bits = 64),
+        ("a Vulkan buffer", |managed| managed.dl_tensor.device.device_type = moeq::sys::kDLVulkan),
+    ];
+    for (what, change) in changes {
+        let deletions = Arc::new(AtomicUsize::new(0));
+        let raw = counting(Tensor::empty(&[4], DType::F32, Device::Cpu).unwrap(), &deletions);
+        // SAFETY: `raw` is live and owned by nothing else; from_raw releases it.
+        unsafe { change(&mut *raw) };
+        support::assert_rejects(unsafe { Tensor::from_raw(raw) }, moeq::Status::InvalidArgument, "managed");
+        assert_eq!(deletions.load(Ordering::SeqCst), 1, "{what}");
+    }
 }
 
 #[test]

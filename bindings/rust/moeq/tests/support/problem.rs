@@ -112,7 +112,7 @@ impl Problem {
     }
 
     /// A contiguous [E, N, r] tensor laid out as PEFT's lora_B.weight.
-    pub fn to_peft_b(&self, contiguous: &[f32]) -> Vec<f32> {
+    pub fn contiguous_to_peft_b(&self, contiguous: &[f32]) -> Vec<f32> {
         let mut peft = vec![0f32; contiguous.len()];
         for (index, &value) in contiguous.iter().enumerate() {
             let (expert, out, rank) = self.b_position(index);
@@ -122,7 +122,7 @@ impl Problem {
     }
 
     /// PEFT's lora_B.weight layout back to a contiguous [E, N, r] tensor.
-    pub fn from_peft_b(&self, peft: &[f32]) -> Vec<f32> {
+    pub fn peft_b_to_contiguous(&self, peft: &[f32]) -> Vec<f32> {
         (0..peft.len())
             .map(|index| {
                 let (expert, out, rank) = self.b_position(index);
