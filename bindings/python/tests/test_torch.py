@@ -50,3 +50,15 @@ def test_autograd_function_matches_dense_float64(device, layout):
     for actual, expected in ((y, ref), (x.grad, x64.grad), (lora_a.grad, a64.grad),
                              (lora_b.grad, b64.grad)):
         torch.testing.assert_close(actual.double(), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif("cuda" not in DEVICES, reason="no CUDA GPU visible to torch and moeq")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("nested", [False, True], ids=["plain", "nested"])
+def test_gpu_dequantize_equals_cpu_dequantize_of_the_same_bytes(dtype, nested):
+    q = moeq.quantize(torch.randn(4, 128, 64, dtype=dtype, device="cuda"), nested=nested)
+    on_host = moeq.QTensor(format=q.format, blocksize=q.blocksize, shape=q.shape, dtype=q.dtype,
+                           **{name: moeq.from_dlpack(torch.from_dlpack(buffer).cpu())
+                              for name, buffer in q.buffers.items()})
+    gpu = torch.from_dlpack(moeq.dequantize(q)).cpu()
+    assert torch.equal(gpu, torch.from_dlpack(moeq.dequantize(on_host)))
