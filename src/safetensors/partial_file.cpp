@@ -36,6 +36,7 @@ void PartialFile::reserve(uint64_t bytes) {
 
 void PartialFile::write_at(uint64_t offset, const void* data, uint64_t bytes) {
   const auto* cursor = static_cast<const uint8_t*>(data);
+  const uint64_t first = offset, total = bytes;
   while (bytes > 0) {
     // pwrite moves at most ~2 GiB per call on Linux: loop over short writes.
     const ssize_t done = ::pwrite(fd_, cursor, bytes, static_cast<off_t>(offset));
@@ -45,6 +46,7 @@ void PartialFile::write_at(uint64_t offset, const void* data, uint64_t bytes) {
     offset += static_cast<uint64_t>(done);
     bytes -= static_cast<uint64_t>(done);
   }
+  ::sync_file_range(fd_, static_cast<off_t>(first), static_cast<off_t>(total), SYNC_FILE_RANGE_WRITE);  // a hint
 }
 
 void PartialFile::commit() {

@@ -17,6 +17,8 @@ class PartialFile {
 
   // Allocates the file's blocks now, so a full disk is reported before the work.
   void reserve(uint64_t bytes);
+  // Writes `bytes` at `offset` and starts their writeback to disk at once, so
+  // the disk works while the next tensor is computed instead of all at commit.
   void write_at(uint64_t offset, const void* data, uint64_t bytes);
   // fsync, close, rename over the destination.
   void commit();
