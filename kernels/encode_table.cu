@@ -3,6 +3,8 @@
 // and its threshold as the last key that still encodes to the bucket's low code.
 #include "encode_table.cuh"
 
+#include "core/error.hpp"
+
 #include <limits>
 
 namespace moeq::cuda {
@@ -39,10 +41,8 @@ EncodeTable build() {
   const int64_t first_key = ordered(F == Format::NF4 ? -kLimit : 0.0f);
   const int64_t last_key = ordered(kLimit);
   const uint32_t buckets = encode_bucket<F>(kLimit);
+  if (buckets >= kEncodeEntries) fail(MOEQ_ERR_INTERNAL, "encode table: too many buckets");
   EncodeTable table{};
-  const uint32_t nan_code = encode(F, std::numeric_limits<float>::quiet_NaN());
-  for (EncodeEntry& entry : table.entries)
-    entry = EncodeEntry{std::numeric_limits<float>::infinity(), nan_code | nan_code << 8};
   int64_t bucket_begin = first_key;
   for (uint32_t bucket = 0; bucket <= buckets; ++bucket) {
     const int64_t bucket_end = last_true(bucket_begin, last_key, [&](float key) {
@@ -55,7 +55,10 @@ EncodeTable build() {
       threshold = from_ordered(last_true(bucket_begin, bucket_end, [&](float key) {
         return encode(F, key) == low;
       }));
-    table.entries[bucket] = EncodeEntry{threshold, low | high << 8};
+    // NF4 codes count the thresholds below the value, so high is low + 1.
+    if (F == Format::NF4 && low != high && high != low + 1)
+      fail(MOEQ_ERR_INTERNAL, "encode table: an NF4 bucket holds two thresholds");
+    table.entries[bucket] = EncodeEntry{threshold, F == Format::NF4 ? low : low | high << 16};
     bucket_begin = bucket_end + 1;
   }
   return table;

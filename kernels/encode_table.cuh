@@ -16,13 +16,11 @@ namespace moeq::cuda {
 // Keys in [-1, 1] (NF4: the value; FP4: its magnitude) fall into buckets of width
 // 1/16. Neighbouring NF4 thresholds are >= 0.08 apart and FP4's >= 0.083, so a
 // bucket holds at most one threshold: code = key > threshold ? high : low.
-constexpr int kEncodeBuckets = 33;              // NF4 uses 0..32, FP4 0..16
-constexpr uint32_t kEncodeNanEntry = kEncodeBuckets;  // NaN keys land here
-constexpr int kEncodeEntries = kEncodeBuckets + 1;
+constexpr int kEncodeEntries = 33;  // NF4 uses buckets 0..32, FP4 0..16
 
 struct alignas(8) EncodeEntry {
   float threshold;  // +inf when the bucket holds no threshold
-  uint32_t codes;   // low | high << 8
+  uint32_t codes;   // NF4: low (high is low + 1); FP4: low | high << 16
 };
 
 struct EncodeTable {
@@ -38,25 +36,22 @@ MOEQ_HOST_DEVICE float encode_key(float normalized) {
   return F == Format::NF4 ? normalized : fabsf(normalized);
 }
 
-// Keys beyond [-1 - 2^-19, 1 + 2^-19] are outside the table's domain; NaN maps
-// to kEncodeNanEntry whatever its bits (they exceed every bucket's as unsigned).
+// Defined for keys in [-1 - 1/32, 1 + 1/32] (NaN and larger keys are not).
 template <Format F>
 MOEQ_HOST_DEVICE uint32_t encode_bucket(float key) {
   const float offset = F == Format::NF4 ? 16.0f : 0.0f;  // NF4 keys may be negative
-  const float rounded = fmaf(key, 16.0f, kBucketRounding + offset);
-  const uint32_t bucket = float_to_bits(rounded) - float_to_bits(kBucketRounding);
-  return bucket < kEncodeNanEntry ? bucket : kEncodeNanEntry;
+  return float_to_bits(fmaf(key, 16.0f, kBucketRounding + offset)) - float_to_bits(kBucketRounding);
 }
 
-// The code of `normalized` when |normalized| <= 1 + 2^-22 or it is NaN: the
-// values x * block_scale(absmax) take whenever that scale is finite.
+// The code of a finite `normalized` with |normalized| <= 1 + 2^-22: what
+// x * block_scale(absmax) is for finite x when absmax and the scale are finite.
 template <Format F>
-__device__ __forceinline__ uint32_t table_encode(const EncodeEntry* table, float normalized) {
+MOEQ_HOST_DEVICE uint32_t table_encode(const EncodeEntry* table, float normalized) {
   const float key = encode_key<F>(normalized);
   const EncodeEntry entry = table[encode_bucket<F>(key)];
-  uint32_t code = key > entry.threshold ? entry.codes >> 8 : entry.codes & 0xffu;
-  if (F == Format::FP4 && normalized < 0.0f) code |= 8u;
-  return code;
+  if (F == Format::NF4) return entry.codes + (key > entry.threshold ? 1u : 0u);
+  const uint32_t magnitude = key > entry.threshold ? entry.codes >> 16 : entry.codes & 0xffffu;
+  return normalized < 0.0f ? magnitude | 8u : magnitude;
 }
 
 // Built once per format (thread-safe) from encode().

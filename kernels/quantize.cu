@@ -11,39 +11,58 @@
 namespace moeq::cuda {
 namespace {
 
-// A CTA quantizes tiles of kQuantizeRows x kQuantizeThreads vectors: thread t holds
-// vector r * kQuantizeThreads + t of the tile, so every row is one coalesced
-// 16-byte-per-thread access and each thread has kQuantizeRows loads in flight. A
-// tile (8192 elements) holds whole blocks of every blocksize.
+// A CTA quantizes tiles of kQuantizeRows rows; in each row thread t holds the
+// kLaneElements consecutive elements t * kLaneElements.. (two 16-byte loads for
+// 16-bit inputs) and writes their 8 packed bytes. A row (4096 elements) holds
+// whole blocks of every blocksize.
 constexpr int kQuantizeThreads = 256;
 constexpr int kQuantizeWarps = kQuantizeThreads / 32;
-constexpr int kQuantizeRows = 4;
-constexpr int kWarpRowElements = 32 * kVectorElements;                    // 256
-constexpr int kRowElements = kQuantizeThreads * kVectorElements;          // 2048
+constexpr int kQuantizeRows = 2;
+constexpr int kLaneVectors = 2;
+constexpr int kLaneElements = kLaneVectors * kVectorElements;              // 16
+constexpr int kWarpRowElements = 32 * kLaneElements;                       // 512
+constexpr int kRowElements = kQuantizeThreads * kLaneElements;             // 4096
 constexpr int64_t kQuantizeTileElements = int64_t{kQuantizeRows} * kRowElements;
-static_assert(kQuantizeTileElements % MOEQ_MAX_BLOCKSIZE == 0, "a tile holds whole blocks");
+static_assert(kRowElements == MOEQ_MAX_BLOCKSIZE, "a row holds whole blocks");
 
 template <class T>
 struct QuantizeArgs {
   const T* input;
   int64_t numel;
   int32_t log2_blocksize;
-  bool vectorized;  // input 16-byte and packed 4-byte aligned
+  bool vectorized;  // input 16-byte and packed 8-byte aligned
   uint8_t* packed;
   float* absmax;
   EncodeTable table;
 };
 
+// max that returns NaN when either operand is NaN (fmaxf drops NaN).
+__device__ __forceinline__ float max_keeping_nan(float a, float b) {
+  float result;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(result) : "f"(a), "f"(b));
+  return result;
+}
+
+struct KeepNan {
+  __device__ float operator()(float a, float b) const { return max_keeping_nan(a, b); }
+};
+// As the CPU's `magnitude > block_max`: NaN never enters the maximum.
+struct DropNan {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
 // Turns each thread's per-row maximum into its block's maximum. The lanes of a
 // block combine by shuffles; blocks longer than a warp's row combine the per-warp
-// maxima through shared memory (all threads of the CTA take part).
+// maxima through shared memory (then every thread of the CTA must take part).
+template <class Max>
 __device__ __forceinline__ void block_maxima(float (&maxima)[kQuantizeRows], int blocksize,
-                                             float (&warp_max)[kQuantizeRows][kQuantizeWarps]) {
-  const int lanes_per_block = min(blocksize / kVectorElements, 32);
+                                             float (&warp_max)[kQuantizeRows][kQuantizeWarps],
+                                             Max max) {
+  const int lanes_per_block = min(blocksize / kLaneElements, 32);
 #pragma unroll
   for (int r = 0; r < kQuantizeRows; ++r)
     for (int offset = 1; offset < lanes_per_block; offset <<= 1)
-      maxima[r] = fmaxf(maxima[r], __shfl_xor_sync(0xffffffffu, maxima[r], offset));
+      maxima[r] = max(maxima[r], __shfl_xor_sync(0xffffffffu, maxima[r], offset));
   if (blocksize <= kWarpRowElements) return;
 
   const int warp = threadIdx.x / 32;
@@ -52,19 +71,27 @@ __device__ __forceinline__ void block_maxima(float (&maxima)[kQuantizeRows], int
     for (int r = 0; r < kQuantizeRows; ++r) warp_max[r][warp] = maxima[r];
   }
   __syncthreads();
-  const int warps_per_block = min(blocksize / kWarpRowElements, kQuantizeWarps);
-  const int rows_per_block = max(blocksize / kRowElements, 1);
+  const int warps_per_block = blocksize / kWarpRowElements;
   const int first_warp = warp & ~(warps_per_block - 1);
 #pragma unroll
   for (int r = 0; r < kQuantizeRows; ++r) {
-    const int first_row = r & ~(rows_per_block - 1);
-    float block_max = 0.0f;
-    for (int row = first_row; row < first_row + rows_per_block; ++row)
-      for (int w = first_warp; w < first_warp + warps_per_block; ++w)
-        block_max = fmaxf(block_max, warp_max[row][w]);
+    float block_max = warp_max[r][first_warp];
+    for (int w = first_warp + 1; w < first_warp + warps_per_block; ++w)
+      block_max = max(block_max, warp_max[r][w]);
     maxima[r] = block_max;
   }
-  __syncthreads();  // the next tile overwrites warp_max
+  __syncthreads();  // the next use overwrites warp_max
+}
+
+template <class Max>
+__device__ __forceinline__ void lane_maxima(const float (&values)[kQuantizeRows][kLaneElements],
+                                            float (&maxima)[kQuantizeRows], Max max) {
+#pragma unroll
+  for (int r = 0; r < kQuantizeRows; ++r) {
+    maxima[r] = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kLaneElements; ++j) maxima[r] = max(maxima[r], fabsf(values[r][j]));
+  }
 }
 
 template <class T, Format F>
@@ -82,56 +109,66 @@ __global__ void __launch_bounds__(kQuantizeThreads) quantize_kernel(const Quanti
     // Whole tiles of aligned buffers move as vectors; the last tile goes element-wise.
     const bool whole = args.vectorized && (tile + 1) * kQuantizeTileElements <= numel;
     int64_t first[kQuantizeRows];
-    RawVector<T> raw[kQuantizeRows];
-#pragma unroll
-    for (int r = 0; r < kQuantizeRows; ++r)
-      first[r] = tile * kQuantizeTileElements +
-                 int64_t{r * kQuantizeThreads + static_cast<int>(threadIdx.x)} * kVectorElements;
-    if (whole) {
-#pragma unroll
-      for (int r = 0; r < kQuantizeRows; ++r) raw[r] = load_vector(args.input + first[r]);
-    } else {
-#pragma unroll
-      for (int r = 0; r < kQuantizeRows; ++r)
-        raw[r] = load_vector_guarded(args.input + first[r], numel - first[r]);
-    }
-
-    float values[kQuantizeRows][kVectorElements];
-    float maxima[kQuantizeRows];
+    RawVector<T> raw[kQuantizeRows][kLaneVectors];
 #pragma unroll
     for (int r = 0; r < kQuantizeRows; ++r) {
-      to_floats(raw[r], values[r]);
-      // fmaxf drops NaN, as the CPU's `magnitude > block_max` does; missing
-      // elements read as 0 and change nothing.
-      maxima[r] = 0.0f;
+      first[r] = tile * kQuantizeTileElements +
+                 int64_t{r * kQuantizeThreads + static_cast<int>(threadIdx.x)} * kLaneElements;
 #pragma unroll
-      for (int j = 0; j < kVectorElements; ++j) maxima[r] = fmaxf(maxima[r], fabsf(values[r][j]));
+      for (int v = 0; v < kLaneVectors; ++v) {
+        const int64_t start = first[r] + v * kVectorElements;
+        raw[r][v] = whole ? load_vector(args.input + start)
+                          : load_vector_guarded(args.input + start, numel - start);
+      }
     }
-    block_maxima(maxima, blocksize, warp_max);
+    float values[kQuantizeRows][kLaneElements];
+#pragma unroll
+    for (int r = 0; r < kQuantizeRows; ++r)
+#pragma unroll
+      for (int v = 0; v < kLaneVectors; ++v)
+#pragma unroll
+        for (int j = 0; j < kVectorElements; ++j)
+          values[r][v * kVectorElements + j] = bits_to_float32<T>(element_bits(raw[r][v], j));
+
+    // The maxima keep NaN, which flags the rare tiles that need NaN-aware work;
+    // elsewhere every x * scale is finite and the table encoder applies.
+    float maxima[kQuantizeRows];
+    lane_maxima(values, maxima, KeepNan{});
+    block_maxima(maxima, blocksize, warp_max, KeepNan{});
+    bool saw_nan = false;
+#pragma unroll
+    for (int r = 0; r < kQuantizeRows; ++r) saw_nan |= isnan(maxima[r]);
+    saw_nan = blocksize <= kWarpRowElements ? __any_sync(0xffffffffu, saw_nan) : __syncthreads_or(saw_nan);
+    if (saw_nan) {
+      lane_maxima(values, maxima, DropNan{});
+      block_maxima(maxima, blocksize, warp_max, DropNan{});
+    }
 
 #pragma unroll
     for (int r = 0; r < kQuantizeRows; ++r) {
       if (first[r] >= numel) continue;
       if ((first[r] & (blocksize - 1)) == 0) args.absmax[first[r] >> args.log2_blocksize] = maxima[r];
       const float scale = block_scale(maxima[r]);
-      uint32_t word = 0;
-      if (scale <= 3.402823466e38f) {
+      uint32_t words[kLaneVectors] = {};
+      if (!saw_nan && maxima[r] <= 3.402823466e38f && scale <= 3.402823466e38f) {
 #pragma unroll
-        for (int j = 0; j < kVectorElements; ++j)
-          word |= table_encode<F>(table, __fmul_rn(values[r][j], scale)) << nibble_shift(j);
+        for (int j = 0; j < kLaneElements; ++j)
+          words[j / kVectorElements] +=
+              table_encode<F>(table, __fmul_rn(values[r][j], scale)) << nibble_shift(j % kVectorElements);
       } else {
-        // A subnormal absmax has an infinite scale: values leave the table's domain.
+        // NaN, an infinity, or a subnormal absmax (infinite scale).
 #pragma unroll
-        for (int j = 0; j < kVectorElements; ++j)
-          word |= encode(F, __fmul_rn(values[r][j], scale)) << nibble_shift(j);
+        for (int j = 0; j < kLaneElements; ++j)
+          words[j / kVectorElements] |=
+              encode(F, __fmul_rn(values[r][j], scale)) << nibble_shift(j % kVectorElements);
       }
       const int64_t byte = first[r] / 2;
       if (whole) {
-        __stcs(reinterpret_cast<unsigned int*>(args.packed + byte), word);
+        __stcs(reinterpret_cast<uint2*>(args.packed + byte), make_uint2(words[0], words[1]));
       } else {
 #pragma unroll
-        for (int b = 0; b < 4; ++b)
-          if (byte + b < packed_bytes) args.packed[byte + b] = static_cast<uint8_t>(word >> (8 * b));
+        for (int b = 0; b < 4 * kLaneVectors; ++b)
+          if (byte + b < packed_bytes) args.packed[byte + b] = static_cast<uint8_t>(words[b / 4] >> (8 * (b % 4)));
       }
     }
   }
@@ -144,7 +181,7 @@ void launch_quantize(const QuantizeProblem& problem, float* absmax, cudaStream_t
   args.input = static_cast<const T*>(problem.input);
   args.numel = out.numel;
   args.log2_blocksize = __builtin_ctzll(static_cast<unsigned long long>(out.blocksize));
-  args.vectorized = is_aligned(problem.input, 16) && is_aligned(out.packed, 4);
+  args.vectorized = is_aligned(problem.input, 16) && is_aligned(out.packed, 8);
   args.packed = out.packed;
   args.absmax = absmax;
   args.table = encode_table(F);

@@ -27,11 +27,11 @@ struct RawVector {
   uint4 words[kWords];
 };
 
-__device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
+__host__ __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
 
-__device__ __forceinline__ void set_word(uint4& v, int i, uint32_t value) {
+__host__ __device__ __forceinline__ void set_word(uint4& v, int i, uint32_t value) {
   if (i == 0) v.x = value;
   else if (i == 1) v.y = value;
   else if (i == 2) v.z = value;
@@ -57,24 +57,24 @@ __device__ __forceinline__ void store_vector(T* destination, const RawVector<T>&
 }
 
 // Bits of element i (0..7) of a raw vector, zero-extended.
+// float: element i is word i % 4 of uint4 i / 4; 16-bit: half i % 2 of word i / 2.
 template <class T>
-__device__ __forceinline__ uint32_t element_bits(const RawVector<T>& raw, int i) {
+__host__ __device__ __forceinline__ uint32_t element_bits(const RawVector<T>& raw, int i) {
   if constexpr (sizeof(T) == 4) {
     return word_of(raw.words[i / 4], i % 4);
   } else {
-    const uint32_t word = word_of(raw.words[i / 4], (i / 2) % 2);
+    const uint32_t word = word_of(raw.words[0], i / 2);
     return (i % 2) ? word >> 16 : word & 0xffffu;
   }
 }
 
 template <class T>
-__device__ __forceinline__ void set_element_bits(RawVector<T>& raw, int i, uint32_t bits) {
+__host__ __device__ __forceinline__ void set_element_bits(RawVector<T>& raw, int i, uint32_t bits) {
   if constexpr (sizeof(T) == 4) {
     set_word(raw.words[i / 4], i % 4, bits);
   } else {
-    const int w = (i / 2) % 2;
-    const uint32_t word = word_of(raw.words[i / 4], w);
-    set_word(raw.words[i / 4], w,
+    const uint32_t word = word_of(raw.words[0], i / 2);
+    set_word(raw.words[0], i / 2,
              (i % 2) ? (word & 0xffffu) | (bits << 16) : (word & 0xffff0000u) | bits);
   }
 }
@@ -144,7 +144,7 @@ __device__ __forceinline__ RawVector<T> from_floats(const float (&values)[kVecto
         const __half2 packed = __floats2half2_rn(low, high);
         word = *reinterpret_cast<const uint32_t*>(&packed);
       }
-      set_word(raw.words[pair / 2], pair % 2, word);
+      set_word(raw.words[0], pair, word);
     }
   }
   return raw;
