@@ -17,6 +17,7 @@ namespace {
 constexpr int kLanesPerCta = 8;
 constexpr int kLaneSumThreads = 1024;
 constexpr int kLanePhases = kLaneSumThreads / kLanesPerCta;
+constexpr int kLaneBatch = 8;
 static_assert(kMeanLanes % kLanesPerCta == 0, "CTAs cover the lanes");
 
 // Any summation order gives core/nested.hpp's double when no partial sum rounds:
@@ -40,11 +41,17 @@ __global__ void __launch_bounds__(kLaneSumThreads)
   const int64_t step = int64_t{kLanePhases} * kMeanLanes;
   double sum = 0.0;
   float least = INFINITY;
-#pragma unroll 8
-  for (int64_t i = lane + int64_t{phase} * kMeanLanes; i < count; i += step) {
-    const float value = absmax[i];
-    sum += value;
-    if (value > 0.0f) least = fminf(least, value);
+  // Batches of independent loads keep kLaneBatch reads in flight per thread; the
+  // zeros past the end change neither the sum nor the smallest value.
+  for (int64_t i = lane + int64_t{phase} * kMeanLanes; i < count; i += kLaneBatch * step) {
+    float batch[kLaneBatch];
+#pragma unroll
+    for (int b = 0; b < kLaneBatch; ++b) batch[b] = i + b * step < count ? absmax[i + b * step] : 0.0f;
+#pragma unroll
+    for (int b = 0; b < kLaneBatch; ++b) {
+      sum += batch[b];
+      if (batch[b] > 0.0f) least = fminf(least, batch[b]);
+    }
   }
   sums[phase][column] = sum;
   smallest[phase][column] = least;
@@ -62,7 +69,14 @@ __global__ void __launch_bounds__(kLaneSumThreads)
     // Rounding happened (values spanning a huge range, or an infinity): the exact
     // order of core/nested.hpp, one value after the other.
     total = 0.0;
-    for (int64_t i = lane; i < count; i += kMeanLanes) total += absmax[i];
+    for (int64_t i = lane; i < count; i += kLaneBatch * kMeanLanes) {
+      float batch[kLaneBatch];
+#pragma unroll
+      for (int b = 0; b < kLaneBatch; ++b)
+        batch[b] = i + b * kMeanLanes < count ? absmax[i + b * kMeanLanes] : 0.0f;
+#pragma unroll
+      for (int b = 0; b < kLaneBatch; ++b) total += batch[b];
+    }
   }
   lane_sums[lane] = total;
 }
