@@ -100,6 +100,16 @@ TEST_CASE("a quantized checkpoint that does not match its original fails verify"
   CHECK(contains(verify.out, "verify: FAILED"));
 }
 
+TEST_CASE("the demo writes, quantizes and verifies a GLM-4.7-Flash-layout checkpoint before the GEMM demo") {
+  ScratchFolder folder;
+  const Run run = run_moeq(folder, "demo --checkpoint " + (folder / "demo").string() +
+                                       " --checkpoint-layers 1 --experts 4 --hidden 128 --intermediate 64 --tokens 16");
+  CHECK(run.exit_code == 0);
+  CHECK(contains(run.out, "2 of 2 4-bit tensors within the 4-bit error bound"));
+  CHECK(contains(run.out, "all checks passed"));
+  CHECK(moeq_test::files_in(folder / "demo" / "quantized").size() == 3);
+}
+
 TEST_CASE("bad arguments are refused before any work") {
   ScratchFolder folder;
   CHECK(run_moeq(folder, "quantize").exit_code != 0);

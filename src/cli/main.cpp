@@ -1,4 +1,5 @@
 // The moeq command: subcommands over the library.
+#include "cli/checkpoint_demo.hpp"
 #include "cli/demo.hpp"
 #include "cli/inspect_command.hpp"
 #include "cli/quantize_command.hpp"
@@ -78,6 +79,12 @@ int main(int argc, char** argv) {
   demo_command->add_option("--blocksize", demo.blocksize, "quantization blocksize");
   demo_command->add_flag("--nested", demo.nested, "double quantization of the block statistics");
   demo_command->add_option("--seed", demo.seed, "random seed");
+  std::string checkpoint_folder;
+  int64_t checkpoint_layers = 2;
+  demo_command->add_option("--checkpoint", checkpoint_folder,
+                           "first write a GLM-4.7-Flash-layout checkpoint into this folder, quantize and verify it");
+  demo_command->add_option("--checkpoint-layers", checkpoint_layers, "MoE layers of that checkpoint")
+      ->check(CLI::Range(1, 100));
 
   CLI11_PARSE(app, argc, argv);
   if (quantize_command->parsed()) {
@@ -91,6 +98,13 @@ int main(int argc, char** argv) {
     verify.quantized = {verify_quantized};
     return run_reporting_errors("verify", [&] { return moeq::cli::run_verify(verify); });
   }
-  if (demo_command->parsed()) return moeq::cli::run_demo(demo);
+  if (demo_command->parsed()) {
+    if (!checkpoint_folder.empty()) {
+      const int exit_code = run_reporting_errors(
+          "demo", [&] { return moeq::cli::run_checkpoint_demo(checkpoint_folder, checkpoint_layers, demo); });
+      if (exit_code != 0) return exit_code;
+    }
+    return moeq::cli::run_demo(demo);
+  }
   return 0;
 }
