@@ -10,16 +10,12 @@
 namespace moeq::cuda {
 namespace {
 
-// A CTA dequantizes tiles of kDequantizeRows rows; in each row thread t reads the 8
-// packed bytes of elements t * kLaneElements.. (one block: 16 divides every
-// blocksize) and writes them as two 16-byte (float: four) vectors. Each thread keeps
-// kDequantizeRows 8-byte loads in flight: the writes are 4x the reads, so reads
-// must not wait on one another.
+// A CTA dequantizes tiles of kDequantizeRows x kDequantizeThreads vectors: thread t
+// holds vector r * kDequantizeThreads + t, so each row reads 4 coalesced bytes and
+// writes 16 (or 32) per thread, and each thread has kDequantizeRows loads in flight.
 constexpr int kDequantizeThreads = 256;
 constexpr int kDequantizeRows = 4;
-constexpr int kLaneVectors = 2;
-constexpr int kLaneElements = kLaneVectors * kVectorElements;  // 16
-constexpr int64_t kDequantizeTileElements = int64_t{kDequantizeRows} * kDequantizeThreads * kLaneElements;
+constexpr int64_t kDequantizeTileVectors = int64_t{kDequantizeRows} * kDequantizeThreads;
 static_assert(kDequantizeThreads >= MOEQ_NESTED_CODE_SIZE, "one thread per entry of the nested map");
 
 template <class T>
@@ -34,7 +30,7 @@ struct DequantizeArgs {
   int32_t log2_blocksize;
   Format format;
   bool nested;
-  bool vectorized;  // packed 8-byte and output 16-byte aligned
+  bool vectorized;  // packed 4-byte and output 16-byte aligned
   T* output;
 };
 
@@ -49,29 +45,29 @@ __global__ void __launch_bounds__(kDequantizeThreads) dequantize_kernel(const De
   __syncthreads();
 
   const int64_t numel = args.numel;
+  const int64_t vectors = (numel + kVectorElements - 1) / kVectorElements;
   const int64_t packed_bytes = (numel + 1) / 2;
-  const int64_t tiles = (numel + kDequantizeTileElements - 1) / kDequantizeTileElements;
+  const int64_t tiles = (vectors + kDequantizeTileVectors - 1) / kDequantizeTileVectors;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    const bool whole = args.vectorized && (tile + 1) * kDequantizeTileElements <= numel;
-    const int64_t lane_first = tile * kDequantizeTileElements + int64_t{threadIdx.x} * kLaneElements;
-    uint2 words[kDequantizeRows];
+    const bool whole =
+        args.vectorized && (tile + 1) * kDequantizeTileVectors * kVectorElements <= numel;
+    int64_t vector[kDequantizeRows];
+    uint32_t words[kDequantizeRows];
     float scales[kDequantizeRows];
     uint32_t absmax_codes[kDequantizeRows];
 #pragma unroll
     for (int r = 0; r < kDequantizeRows; ++r) {
-      const int64_t first = lane_first + int64_t{r} * kDequantizeThreads * kLaneElements;
-      const int64_t byte = first / 2;
+      vector[r] = tile * kDequantizeTileVectors + r * kDequantizeThreads + threadIdx.x;
       if (whole) {
-        words[r] = __ldcs(reinterpret_cast<const uint2*>(args.packed + byte));
+        words[r] = __ldcs(reinterpret_cast<const unsigned int*>(args.packed) + vector[r]);
       } else {
-        uint32_t word[2] = {0, 0};
+        words[r] = 0;
 #pragma unroll
-        for (int b = 0; b < 8; ++b)
-          if (byte + b < packed_bytes) word[b / 4] |= uint32_t{args.packed[byte + b]} << (8 * (b % 4));
-        words[r] = make_uint2(word[0], word[1]);
+        for (int b = 0; b < 4; ++b)
+          if (4 * vector[r] + b < packed_bytes) words[r] |= uint32_t{args.packed[4 * vector[r] + b]} << (8 * b);
       }
       // Rows past the end read the last block's statistics and store nothing.
-      const int64_t block = min(first, numel - 1) >> args.log2_blocksize;
+      const int64_t block = min(vector[r] * kVectorElements, numel - 1) >> args.log2_blocksize;
       if (args.nested) {
         absmax_codes[r] = __ldg(args.absmax_codes + block);
         scales[r] = __ldg(args.nested_absmax + block / MOEQ_NESTED_BLOCKSIZE);
@@ -81,24 +77,19 @@ __global__ void __launch_bounds__(kDequantizeThreads) dequantize_kernel(const De
     }
 #pragma unroll
     for (int r = 0; r < kDequantizeRows; ++r) {
-      const int64_t first = lane_first + int64_t{r} * kDequantizeThreads * kLaneElements;
+      const int64_t first = vector[r] * kVectorElements;
       if (first >= numel) continue;
       // Two roundings (multiply, then add), as the CPU backend and bitsandbytes do.
       const float absmax =
           args.nested ? __fadd_rn(__fmul_rn(nested_values[absmax_codes[r]], scales[r]), offset)
                       : scales[r];
+      float values[kVectorElements];
 #pragma unroll
-      for (int v = 0; v < kLaneVectors; ++v) {
-        const uint32_t word = v == 0 ? words[r].x : words[r].y;
-        float values[kVectorElements];
-#pragma unroll
-        for (int j = 0; j < kVectorElements; ++j)
-          values[j] = __fmul_rn(code_values[(word >> nibble_shift(j)) & 15u], absmax);
-        const RawVector<T> raw = from_floats<T>(values);
-        const int64_t start = first + v * kVectorElements;
-        if (whole) store_vector(args.output + start, raw);
-        else store_vector_guarded(args.output + start, raw, numel - start);
-      }
+      for (int j = 0; j < kVectorElements; ++j)
+        values[j] = __fmul_rn(code_values[(words[r] >> nibble_shift(j)) & 15u], absmax);
+      const RawVector<T> raw = from_floats<T>(values);
+      if (whole) store_vector(args.output + first, raw);
+      else store_vector_guarded(args.output + first, raw, numel - first);
     }
   }
 }
@@ -117,9 +108,9 @@ void launch_dequantize(const DequantizeProblem& problem, cudaStream_t stream) {
   args.log2_blocksize = __builtin_ctzll(static_cast<unsigned long long>(in.blocksize));
   args.format = in.format;
   args.nested = in.nested;
-  args.vectorized = is_aligned(in.packed, 8) && is_aligned(problem.output, 16);
+  args.vectorized = is_aligned(in.packed, 4) && is_aligned(problem.output, 16);
   args.output = static_cast<T*>(problem.output);
-  const int64_t tiles = ceil_div(in.numel, kDequantizeTileElements);
+  const int64_t tiles = ceil_div(ceil_div(in.numel, kVectorElements), kDequantizeTileVectors);
   constexpr auto kernel = &dequantize_kernel<T>;
   kernel<<<persistent_grid<kernel>(kDequantizeThreads, tiles), kDequantizeThreads, 0, stream>>>(args);
   check_launch("dequantize_kernel");
