@@ -34,7 +34,7 @@ extern "C" MOEQ_API moeq_status moeq_dequantize(const moeq_qtensor* q, DLTensor*
     if (device.kind == DeviceKind::Cpu) {
       cpu::dequantize(problem);
     } else {
-      require_cuda_device(device);
+      require_cuda_device(device, "q.packed");
       cuda::dequantize(problem, stream);
     }
   });

@@ -24,7 +24,7 @@ MOEQ_API moeq_status moeq_expert_gemm_lora(const moeq_expert_gemm_args* args, vo
     Device device;
     const ExpertGemmProblem problem = check_expert_gemm(args, &device);
     if (device.kind == DeviceKind::Cpu) return cpu::expert_gemm(problem);
-    require_cuda_device(device);
+    require_cuda_device(device, "x");
     expect_workspace(args->workspace, args->workspace_bytes, cuda::expert_gemm_workspace_bytes(problem));
     cuda::expert_gemm(problem, stream);
   });
@@ -37,7 +37,7 @@ MOEQ_API moeq_status moeq_expert_gemm_lora_backward(const moeq_expert_gemm_grad_
     Device device;
     const ExpertGemmGradProblem problem = check_expert_gemm_grad(args, &device);
     if (device.kind == DeviceKind::Cpu) return cpu::expert_gemm_backward(problem);
-    require_cuda_device(device);
+    require_cuda_device(device, "grad_y");
     expect_workspace(args->workspace, args->workspace_bytes,
                      cuda::expert_gemm_backward_workspace_bytes(problem));
     cuda::expert_gemm_backward(problem, stream);

@@ -61,7 +61,7 @@ void quantize(const DLTensor* input_arg, const moeq_quant_config* config, moeq_q
   if (device.kind == DeviceKind::Cpu) {
     cpu::quantize(problem);
   } else {
-    require_cuda_device(device);
+    require_cuda_device(device, "input");
     const size_t needed = cuda::quantize_workspace_bytes(problem.out);
     if (workspace != nullptr && workspace_bytes < needed)
       fail(MOEQ_ERR_WORKSPACE_TOO_SMALL, "workspace_bytes: expected at least " +

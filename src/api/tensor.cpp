@@ -45,7 +45,7 @@ DLManagedTensorVersioned* tensor_empty(int32_t ndim, const int64_t* shape, DLDat
     data = std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
     if (data == nullptr) fail(MOEQ_ERR_OUT_OF_MEMORY, "could not allocate " + std::to_string(bytes) + " host bytes");
   } else {
-    require_cuda_device(owned->device);
+    require_cuda_device(owned->device, "device");
     data = cuda::allocate(bytes, owned->device.id);
   }
   for (int32_t i = 0; i < ndim; ++i) owned->shape[i] = shape[i];
