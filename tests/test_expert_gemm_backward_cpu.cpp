@@ -220,7 +220,8 @@ TEST_CASE("experts without rows get zero LoRA gradients") {
   }
 }
 
-TEST_CASE("PEFT's strided lora_B and its gradient, float32 LoRA with bfloat16 activations") {
+TEST_CASE(
+    "PEFT's strided lora_B and its gradient work with float32 LoRA and bfloat16 activations") {
   ExpertGemmCase spec;
   spec.rows_per_expert = {10, 3, 8};
   spec.rank = 8;
@@ -232,7 +233,9 @@ TEST_CASE("PEFT's strided lora_B and its gradient, float32 LoRA with bfloat16 ac
   check_backward(spec, 27);
 }
 
-TEST_CASE("a single expert owning every row, and 256 experts with few rows each") {
+TEST_CASE(
+    "a single expert owning every row and 256 experts with few rows each give the reference "
+    "gradients") {
   ExpertGemmCase single;
   single.in_features = 320;  // several column tiles of grad_x, the last one partial
   single.out_features = 96;

@@ -90,7 +90,7 @@ TEST_CASE("no routed rows at all leaves y untouched") {
   check_forward(spec, 4);
 }
 
-TEST_CASE("a single expert owning every row") {
+TEST_CASE("a single expert owning every row gives the reference result") {
   ExpertGemmCase spec;
   spec.in_features = 256;
   spec.out_features = 300;       // several column tiles, the last one partial
@@ -113,7 +113,7 @@ TEST_CASE("work large enough to be shared by every thread gives the reference re
   check_forward(spec, 13);
 }
 
-TEST_CASE("256 experts with a few rows each, many of them empty") {
+TEST_CASE("256 experts with a few rows each, many of them empty, give the reference result") {
   std::mt19937_64 rng(6);
   ExpertGemmCase spec;
   spec.in_features = 64;
@@ -128,7 +128,7 @@ TEST_CASE("256 experts with a few rows each, many of them empty") {
   check_forward(spec, 6);
 }
 
-TEST_CASE("float32 LoRA factors with bfloat16 activations") {
+TEST_CASE("float32 LoRA factors work with bfloat16 activations") {
   ExpertGemmCase spec;
   spec.rows_per_expert = {20, 11};
   spec.rank = 8;
@@ -149,7 +149,7 @@ TEST_CASE("PEFT's lora_B view with strides (1, r*E, E) is read in place") {
   }
 }
 
-TEST_CASE("x and y with padded row strides") {
+TEST_CASE("x and y are read and written through padded row strides") {
   for (DLDataType activation : activation_types()) {
     ExpertGemmCase spec;
     spec.rows_per_expert = {10, 3};

@@ -42,8 +42,8 @@ constexpr int64_t kMaxTileColumns = 256;
 // contracting over `contraction`. Tiles are narrowed until there are several per
 // thread, so few experts with many rows keep every core busy just as many experts
 // with few rows do, and narrowed further for experts with few rows (see
-// kSmallGemmVolume). Tiles begin at multiples of 16, so never between the two
-// nibbles of a packed byte.
+// small_gemm_width in expert_work.cpp). Tiles begin at multiples of 16, so never
+// between the two nibbles of a packed byte.
 std::vector<ExpertColumns> output_tiles(const ExpertRows& rows, int64_t columns,
                                         int64_t contraction, int threads);
 
