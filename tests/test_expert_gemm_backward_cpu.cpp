@@ -296,16 +296,7 @@ TEST_CASE("the gradients agree with finite differences of the forward on a tiny 
 
   HostTensor y(float32_type(), {spec.rows(), spec.out_features});
   const auto loss = [&] {
-    moeq_expert_gemm_args args{};
-    args.struct_size = sizeof(args);
-    args.x = in.x.dl();
-    args.weight = in.weight.q();
-    args.weight_layout = spec.layout;
-    args.group_end = in.group_end.dl();
-    args.lora_a = in.lora_a.dl();
-    args.lora_b = in.lora_b.dl();
-    args.lora_scale = spec.lora_scale;
-    args.y = y.dl();
+    const moeq_expert_gemm_args args = forward_args(in, y.dl());
     REQUIRE(moeq_expert_gemm_lora(&args, nullptr) == MOEQ_OK);
     double sum = 0.0;
     for (int64_t i = 0; i < spec.routed_rows(); ++i)

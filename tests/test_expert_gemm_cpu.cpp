@@ -22,17 +22,8 @@ ForwardResult run_forward(ExpertGemmInputs& in, bool want_x_lora_a = false) {
   ForwardResult result;
   result.y = activation_tensor(c.activation, c.rows(), c.out_features, c.row_padding);
   if (want_x_lora_a) result.x_lora_a = HostTensor(c.lora, {c.rows(), c.rank});
-  moeq_expert_gemm_args args{};
-  args.struct_size = sizeof(args);
-  args.x = in.x.dl();
-  args.weight = in.weight.q();
-  args.weight_layout = c.layout;
-  args.group_end = in.group_end.dl();
-  args.lora_a = in.lora_a_dl();
-  args.lora_b = in.lora_b_dl();
-  args.lora_scale = c.lora_scale;
-  args.y = result.y.dl();
-  args.x_lora_a = want_x_lora_a ? result.x_lora_a.dl() : nullptr;
+  const moeq_expert_gemm_args args =
+      forward_args(in, result.y.dl(), want_x_lora_a ? result.x_lora_a.dl() : nullptr);
   const moeq_status status = moeq_expert_gemm_lora(&args, nullptr);
   INFO(moeq_last_error());
   REQUIRE(status == MOEQ_OK);

@@ -233,6 +233,23 @@ class ExpertGemmInputs {
   HostTensor x, group_end, lora_a, lora_b;
 };
 
+// The forward's arguments over a case's inputs, writing y (and x_lora_a when given).
+inline moeq_expert_gemm_args forward_args(ExpertGemmInputs& in, DLTensor* y,
+                                          DLTensor* x_lora_a = nullptr) {
+  moeq_expert_gemm_args args{};
+  args.struct_size = sizeof(args);
+  args.x = in.x.dl();
+  args.weight = in.weight.q();
+  args.weight_layout = in.spec.layout;
+  args.group_end = in.group_end.dl();
+  args.lora_a = in.lora_a_dl();
+  args.lora_b = in.lora_b_dl();
+  args.lora_scale = in.spec.lora_scale;
+  args.y = y;
+  args.x_lora_a = x_lora_a;
+  return args;
+}
+
 // ---------------------------------------------------------------- references
 
 // x_e · A_eᵀ for every routed row: [routed, r].
