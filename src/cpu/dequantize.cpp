@@ -2,6 +2,7 @@
 // dtype; threaded over blocks.
 #include "core/backend.hpp"
 #include "cpu/nested.hpp"
+#include "cpu/parallel.hpp"
 
 #include <algorithm>
 
@@ -15,7 +16,9 @@ void dequantize_blocks(const QuantizedBuffers& q, T* output) {
   const int64_t blocks = q.block_count();
   float table[16];
   for (uint32_t code = 0; code < 16; ++code) table[code] = code_value(q.format, code);
-#pragma omp parallel for schedule(static)
+  // About 4 operations an element: look up, multiply, round, store.
+  const int threads = threads_for(4.0 * static_cast<double>(numel), blocks);
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t block = 0; block < blocks; ++block) {
     const float absmax = block_absmax(q, block);
     const int64_t begin = block * blocksize;

@@ -2,6 +2,7 @@
 #include "cpu/nested.hpp"
 
 #include "core/nested.hpp"
+#include "cpu/parallel.hpp"
 
 #include <algorithm>
 #include <vector>
@@ -30,7 +31,9 @@ void quantize_statistics(const float* absmax, const QuantizedBuffers& out) {
   for (int i = 0; i < 256; ++i) out.nested_code[i] = nested_code_value(static_cast<uint32_t>(i));
   const auto code_at = [](int index) { return nested_code_value(static_cast<uint32_t>(index)); };
   const int64_t groups = out.nested_block_count();
-#pragma omp parallel for schedule(static)
+  // About 30 operations a block: centre, compare, an 8-step binary search.
+  const int threads = threads_for(30.0 * static_cast<double>(count), groups);
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t group = 0; group < groups; ++group) {
     const int64_t begin = group * 256;
     const int64_t end = std::min(count, begin + 256);
