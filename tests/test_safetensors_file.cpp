@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <random>
 
 using moeq::safetensors::Dtype;
 using moeq::safetensors::Error;
@@ -138,5 +139,44 @@ TEST_CASE("a missing file, a folder and an unreadable file give the reason") {
     moeq_test::write_bytes(folder / "locked.safetensors", moeq_test::safetensors_bytes(kOneTensorHeader, "abcd"));
     std::filesystem::permissions(folder / "locked.safetensors", std::filesystem::perms::none);
     CHECK(contains(open_error(folder / "locked.safetensors"), "Permission denied"));
+  }
+}
+
+TEST_CASE("every truncation of a valid file is refused, and only the whole file opens") {
+  ScratchFolder folder;
+  {
+    Writer writer(folder / "whole.safetensors", {{"a", Dtype::F32, {3}}, {"b", Dtype::BF16, {2, 2}}}, {{"k", "v"}});
+    const uint8_t zeros[12] = {};
+    writer.write("a", zeros, 12);
+    writer.write("b", zeros, 8);
+    writer.commit();
+  }
+  const std::string whole = moeq_test::read_bytes(folder / "whole.safetensors");
+  for (size_t length = 0; length < whole.size(); ++length) {
+    moeq_test::write_bytes(folder / "cut.safetensors", whole.substr(0, length));
+    INFO("length ", length);
+    CHECK_FALSE(open_error(folder / "cut.safetensors").empty());
+  }
+  CHECK(open_error(folder / "whole.safetensors").empty());
+}
+
+TEST_CASE("random corruptions of the header are either a valid file or a clear error, never a crash") {
+  ScratchFolder folder;
+  const std::string header =
+      R"({"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},)"
+      R"("b":{"dtype":"U8","shape":[4],"data_offsets":[16,20]}})";
+  const std::string data(20, '\x01');
+  const std::string alphabet = "0123456789[]{},:\"-.eE FUBI\xff\x00";
+  std::mt19937 random(7);
+  for (int trial = 0; trial < 500; ++trial) {
+    std::string corrupted = header;
+    for (int edit = 0; edit < 1 + trial % 3; ++edit)
+      corrupted[random() % corrupted.size()] = alphabet[random() % alphabet.size()];
+    moeq_test::write_bytes(folder / "c.safetensors", moeq_test::safetensors_bytes(corrupted, data));
+    const std::string error = open_error(folder / "c.safetensors");
+    if (error.empty()) {  // still consistent: every tensor lies inside the data
+      const File file(folder / "c.safetensors");
+      for (const auto& tensor : file.tensors()) CHECK(tensor.end <= data.size());
+    }
   }
 }
