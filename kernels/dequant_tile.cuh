@@ -113,11 +113,17 @@ struct PackedChunk {
 #pragma unroll
       for (int b = 0; b < 4; ++b) {
         const uint32_t byte = (words[q] >> (8 * b)) & 0xffu;
-        typename Operand::Element high[Operand::kTerms], low[Operand::kTerms];
-        split_terms<Operand>(table.value[byte >> 4] * absmax, high);
-        split_terms<Operand>(table.value[byte & 15u] * absmax, low);
+        const float high_value = table.value[byte >> 4] * absmax;
+        const float low_value = table.value[byte & 15u] * absmax;
+        if constexpr (Operand::kTerms == 1) {
+          pairs[0][b] = round_pair<typename Operand::Element>(high_value, low_value);
+        } else {
+          typename Operand::Element high[Operand::kTerms], low[Operand::kTerms];
+          split_terms<Operand>(high_value, high);
+          split_terms<Operand>(low_value, low);
 #pragma unroll
-        for (int term = 0; term < Operand::kTerms; ++term) pairs[term][b] = pack_elements(high[term], low[term]);
+          for (int term = 0; term < Operand::kTerms; ++term) pairs[term][b] = pack_elements(high[term], low[term]);
+        }
       }
 #pragma unroll
       for (int term = 0; term < Operand::kTerms; ++term)

@@ -49,10 +49,10 @@ void expert_gemm_backward(const ExpertGemmGradProblem& problem, void* stream_han
   const BackwardPlan backward = plan_backward(problem);
   Scratch scratch(common.workspace, backward.plan.bytes(), stream);
 
-  const ExpertSchedule schedule = expert_schedule_at(scratch.at(backward.schedule), shape.experts);
-  launch_expert_schedule(common.group_end, common.group_end_is_int64, shape.rows, kExpertRowTile,
-                         schedule, stream);
-  const int64_t row_tiles = max_row_tiles(shape.rows, shape.experts, kExpertRowTile);
+  const ExpertSchedule schedule =
+      expert_schedule_at(scratch.at(backward.schedule), shape.experts, kTrainingRowTile);
+  launch_expert_schedule(common.group_end, common.group_end_is_int64, shape.rows, schedule, stream);
+  const int64_t row_tiles = max_row_tiles(shape.rows, schedule);
   const RowsView grad_y_rows = make_rows_view(problem.grad_y, shape.out_features);
   const StridedView g = rank_rows_view(scratch.at(backward.grad_y_lora_b), ScalarType::Float32, shape.rank);
 

@@ -1,6 +1,7 @@
 // moeq::cuda::expert_gemm: y = x W^T + s (x A^T) B^T per expert, as three launches
 // on the caller's stream: the schedule, the rank-r projection x A^T, and the
-// dequantizing GEMM whose last depth steps add the LoRA term.
+// dequantizing GEMM (row-tiled, or the decode GEMM for a few rows per expert) that
+// adds the LoRA term.
 #include "core/backend.hpp"
 #include "expert_gemm_launch.cuh"
 #include "expert_gemm_views.cuh"
@@ -41,15 +42,21 @@ void expert_gemm(const ExpertGemmProblem& problem, void* stream_handle) {
   const ForwardPlan forward = plan_forward(problem);
   Scratch scratch(common.workspace, forward.plan.bytes(), stream);
 
-  const ExpertSchedule schedule = expert_schedule_at(scratch.at(forward.schedule), shape.experts);
-  launch_expert_schedule(common.group_end, common.group_end_is_int64, shape.rows, kExpertRowTile,
-                         schedule, stream);
-  const int64_t row_tiles = max_row_tiles(shape.rows, shape.experts, kExpertRowTile);
-
   RowsGemmParams gemm{};
-  gemm.schedule = schedule;
   gemm.rows = make_rows_view(common.x, shape.in_features);
   gemm.depth = shape.in_features;
+  gemm.cols = shape.out_features;
+  gemm.weight = weight_view(common);
+  gemm.out = matrix_output(problem.y);
+  const bool b_transposed = common.layout == WeightLayout::ExpertInOut;
+  // The mean rows per expert picks the row tile; the host never reads the routing.
+  const bool decode = shape.rows < kDecodeMeanRows * shape.experts &&
+                      decode_gemm_serves(common.activation_type, b_transposed, gemm);
+  gemm.schedule = expert_schedule_at(scratch.at(forward.schedule), shape.experts,
+                                     decode ? kDecodeRowTile : kTrainingRowTile);
+  launch_expert_schedule(common.group_end, common.group_end_is_int64, shape.rows, gemm.schedule, stream);
+  const int64_t row_tiles = max_row_tiles(shape.rows, gemm.schedule);
+
   if (shape.rank > 0) {
     // x A^T, kept by the caller (x_lora_a) or in the workspace as float32.
     RowsGemmParams project = gemm;
@@ -64,11 +71,8 @@ void expert_gemm(const ExpertGemmProblem& problem, void* stream_handle) {
     gemm.lora_scale = common.lora_scale;
     gemm.lora_weight = stacked_view(common.lora_b, 1, 2);
   }
-  gemm.cols = shape.out_features;
-  gemm.weight = weight_view(common);
-  gemm.out = matrix_output(problem.y);
-  launch_dequant_gemm(common.activation_type, common.layout == WeightLayout::ExpertInOut, gemm,
-                      row_tiles, stream);
+  if (decode) launch_decode_gemm(common.activation_type, gemm, row_tiles, stream);
+  else launch_dequant_gemm(common.activation_type, b_transposed, gemm, row_tiles, stream);
 }
 
 }  // namespace moeq::cuda

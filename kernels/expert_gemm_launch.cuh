@@ -15,7 +15,14 @@ namespace moeq::cuda {
 void launch_dequant_gemm(ScalarType activation, bool b_transposed, const RowsGemmParams& params,
                          int64_t row_tiles, cudaStream_t stream);
 
-// x A^T or dY B into float32 / activation-dtype outputs [M, r].
+// The decode GEMM (y = x W^T + s (x A^T) B^T over a schedule of kDecodeRowTile-row
+// tiles) and the calls it serves: W stored [E, N, K], 16-bit activations, aligned rows and weight.
+bool decode_gemm_serves(ScalarType activation, bool b_transposed, const RowsGemmParams& params);
+void launch_decode_gemm(ScalarType activation, const RowsGemmParams& params, int64_t row_tiles,
+                        cudaStream_t stream);
+
+// x A^T or dY B into float32 / activation-dtype outputs [M, r], for a schedule of
+// kTrainingRowTile or kDecodeRowTile rows.
 void launch_lora_project(ScalarType activation, const RowsGemmParams& params, int64_t row_tiles,
                          cudaStream_t stream);
 

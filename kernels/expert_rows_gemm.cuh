@@ -11,6 +11,9 @@
 #include "mma_sync.cuh"
 #include "tile_loaders.cuh"
 
+#include <atomic>
+#include <string>
+
 namespace moeq::cuda {
 
 // What a row-tiled GEMM reads and writes (expert row tiles from `schedule`).
@@ -60,10 +63,12 @@ struct RowsGemmSmem {
 // kQuantized: B of the first pair is `weight` (else `factor`). kBTransposed: B
 // tiles are stored [depth][column] (the weight's D1 is the depth) instead of
 // [column][depth]. kLora: the second pair is compiled in.
+// The schedule must have been built with row tile Shape::kRows (checked at launch).
+// float32 operands (two term planes) fill shared memory with one block per SM, so
+// they get the whole register file.
 template <class Activation, class Shape, bool kQuantized, bool kBTransposed, bool kLora>
-__global__ void __launch_bounds__(Shape::kThreads)
+__global__ void __launch_bounds__(Shape::kThreads, OperandOf<Activation>::kTerms == 1 ? Shape::kMinBlocks : 1)
 rows_gemm_kernel(const RowsGemmParams p) {
-  static_assert(Shape::kRows == kExpertRowTile, "row tiles come from the shared schedule");
   using Operand = OperandOf<Activation>;
   using Accumulator = BlockAccumulator<Shape, Operand, false, kBTransposed>;
   using Smem = RowsGemmSmem<Accumulator>;
@@ -121,17 +126,33 @@ rows_gemm_kernel(const RowsGemmParams p) {
   });
 }
 
+// Lets `Kernel` take `bytes` of dynamic shared memory on the current device, once
+// per kernel and device (the attribute call is not free on a decode-sized launch).
+template <auto Kernel>
+void allow_dynamic_smem(size_t bytes) {
+  static std::atomic<uint64_t> done_devices{0};
+  int device = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
+  if (bit != 0 && (done_devices.load(std::memory_order_relaxed) & bit) != 0) return;
+  check_cuda(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(bytes)),
+             "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
+  done_devices.fetch_or(bit, std::memory_order_relaxed);
+}
+
 // Launches one instantiation over `row_tiles` row tiles (an upper bound: blocks
 // past the schedule's last tile return at once) and every output column tile.
 template <class Activation, class Shape, bool kQuantized, bool kBTransposed, bool kLora>
 void launch_rows_gemm(const RowsGemmParams& params, int64_t row_tiles, cudaStream_t stream) {
+  if (params.schedule.row_tile != Shape::kRows)
+    fail(MOEQ_ERR_INTERNAL, "rows_gemm_kernel: schedule of " + std::to_string(params.schedule.row_tile) +
+                                "-row tiles for a " + std::to_string(Shape::kRows) + "-row kernel");
   const int64_t col_tiles = (params.cols + Shape::kCols - 1) / Shape::kCols;
   if (row_tiles == 0 || col_tiles == 0) return;
   using Smem = RowsGemmSmem<BlockAccumulator<Shape, OperandOf<Activation>, false, kBTransposed>>;
-  const auto kernel = rows_gemm_kernel<Activation, Shape, kQuantized, kBTransposed, kLora>;
-  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(sizeof(Smem))),
-             "cudaFuncSetAttribute(rows_gemm_kernel)");
+  constexpr auto kernel = rows_gemm_kernel<Activation, Shape, kQuantized, kBTransposed, kLora>;
+  allow_dynamic_smem<kernel>(sizeof(Smem));
   kernel<<<dim3(static_cast<unsigned>(row_tiles), static_cast<unsigned>(col_tiles)), Shape::kThreads,
            sizeof(Smem), stream>>>(params);
   check_launch("rows_gemm_kernel");

@@ -62,9 +62,9 @@ expert_schedule_kernel(const void* group_end, bool group_end_is_int64, int64_t r
 }  // namespace
 
 void launch_expert_schedule(const void* group_end, bool group_end_is_int64, int64_t rows,
-                            int row_tile, const ExpertSchedule& schedule, cudaStream_t stream) {
+                            const ExpertSchedule& schedule, cudaStream_t stream) {
   expert_schedule_kernel<<<1, kScheduleThreads, 0, stream>>>(group_end, group_end_is_int64, rows,
-                                                             row_tile, schedule);
+                                                             schedule.row_tile, schedule);
   check_launch("expert_schedule_kernel");
 }
 

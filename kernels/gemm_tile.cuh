@@ -12,8 +12,10 @@ namespace moeq::cuda {
 // A block computes a kRows x kCols output tile in steps of kDepth along the reduced
 // dimension, with kWarpsRows x kWarpsCols warps; each warp owns a
 // (kRows / kWarpsRows) x (kCols / kWarpsCols) sub-tile made of m16n8k16 products.
-template <int Rows, int Cols, int Depth, int WarpsRows, int WarpsCols>
+// kMinBlocks: blocks per SM the register budget must allow (__launch_bounds__).
+template <int Rows, int Cols, int Depth, int WarpsRows, int WarpsCols, int MinBlocks = 1>
 struct TileShape {
+  static constexpr int kMinBlocks = MinBlocks;
   static constexpr int kRows = Rows;
   static constexpr int kCols = Cols;
   static constexpr int kDepth = Depth;
@@ -29,14 +31,24 @@ struct TileShape {
   static_assert(Depth % 32 == 0, "the depth must be whole 4-bit chunks (32 elements)");
 };
 
-// Rows of x per (expert, row tile) work item. Every row-tiled kernel uses it, so
-// one device-built schedule serves them all.
-constexpr int kExpertRowTile = 64;
+// Rows of x per (expert, row tile) work item, chosen per call from the mean rows per
+// expert: training-sized groups take tall tiles (each dequantized weight tile feeds
+// 128 rows of products), decode-sized groups one m16 tile (no products on padding).
+// The schedule is built for the row tile of the call, and every row-tiled kernel of
+// the call is instantiated for it.
+constexpr int kTrainingRowTile = 128;
+constexpr int kDecodeRowTile = 16;
+// Mean rows per expert below which a call takes the decode row tile.
+constexpr int64_t kDecodeMeanRows = 32;
 
-// Forward y = x W^T and backward dX = dY W: the dequantizing GEMM.
-using DequantGemmShape = TileShape<kExpertRowTile, 128, 64, 2, 2>;
-// x A^T and dY B: the rank-r projections (r <= 256, so narrow column tiles).
-using LoraProjectShape = TileShape<kExpertRowTile, 32, 32, 4, 1>;
+// Forward y = x W^T and backward dX = dY W: the dequantizing GEMM. 8 warps of 64 x 32
+// keep the 4-bit weight tile (one 32-element chunk per thread and step) small next
+// to the products it feeds; 2 blocks per SM hide the loads of the next step.
+using DequantGemmShape = TileShape<kTrainingRowTile, 128, 64, 2, 4, 2>;
+// x A^T and dY B: the rank-r projections (r <= 256, so narrow column tiles), one
+// warp per 32 rows.
+template <int RowTile>
+using LoraProjectShape = TileShape<RowTile, 32, 32, (RowTile >= 32 ? RowTile / 32 : 1), 1>;
 // dA = s (dY B)^T x and dB = s dY^T (x A^T): reductions over an expert's rows.
 using LoraGradShape = TileShape<64, 64, 32, 2, 2>;
 
@@ -88,6 +100,21 @@ template <class Element>
 __device__ __forceinline__ uint32_t pack_elements(Element first, Element second) {
   return static_cast<uint32_t>(element_bits(first)) |
          static_cast<uint32_t>(element_bits(second)) << 16;
+}
+
+// Two float32 values rounded to a 16-bit pair by one paired conversion
+// (cvt.rn.bf16x2.f32 / f16x2), `first` in the low half.
+template <class Element>
+__device__ __forceinline__ uint32_t round_pair(float first, float second);
+template <>
+__device__ __forceinline__ uint32_t round_pair<__nv_bfloat16>(float first, float second) {
+  const __nv_bfloat162 pair = __floats2bfloat162_rn(first, second);
+  return pack_elements(pair.x, pair.y);
+}
+template <>
+__device__ __forceinline__ uint32_t round_pair<__half>(float first, float second) {
+  const __half2 pair = __floats2half2_rn(first, second);
+  return pack_elements(pair.x, pair.y);
 }
 
 // The terms of `value` for an operand with Operand::kTerms terms.

@@ -7,7 +7,12 @@ void launch_lora_project(ScalarType activation, const RowsGemmParams& params, in
                          cudaStream_t stream) {
   dispatch_scalar(activation, [&](auto tag) {
     using Activation = decltype(tag);
-    launch_rows_gemm<Activation, LoraProjectShape, false, false, false>(params, row_tiles, stream);
+    if (params.schedule.row_tile == kDecodeRowTile)
+      launch_rows_gemm<Activation, LoraProjectShape<kDecodeRowTile>, false, false, false>(params, row_tiles,
+                                                                                           stream);
+    else
+      launch_rows_gemm<Activation, LoraProjectShape<kTrainingRowTile>, false, false, false>(params, row_tiles,
+                                                                                            stream);
   });
 }
 

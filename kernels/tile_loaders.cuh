@@ -1,11 +1,13 @@
-// Loaders that fill one shared-memory operand tile per depth step: fetch() reads
-// global memory into registers (issued before the tensor cores work on the other
-// stage), commit() converts and writes the tile. Elements out of range are zero,
+// Loaders that fill one shared-memory operand tile per depth step: fetch() starts
+// the global reads into registers or straight into the (free) destination tile,
+// issued before the tensor cores work on the other stage; commit() converts and
+// writes the registers, or waits for the direct copies. Elements out of range are zero,
 // so padding never carries NaN into a product.
 #pragma once
 
 #include "dequant_tile.cuh"
 #include "gemm_tile.cuh"
+#include "mma_sync.cuh"
 #include "operand_views.cuh"
 
 #include <cstdint>
@@ -13,66 +15,90 @@
 
 namespace moeq::cuda {
 
+// 16 bytes from global to shared memory without a register stage; the copy
+// completes at cp_async_wait_all.
+__device__ __forceinline__ void cp_async_16(void* shared_destination, const void* global_source) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_address(shared_destination)),
+               "l"(global_source));
+}
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
+
 // Tile element (r, c) = rows view (row0 + r, col0 + c); rows at or past row_end
-// and columns at or past the view's width are zero. 16-byte vectors where aligned.
+// and columns at or past the view's width are zero. 16-bit activations go straight
+// to the destination stage (cp.async, 16-byte vectors where aligned), so no
+// registers hold them while the tensor cores work; float32 is staged in registers
+// and split into its terms at commit.
 template <class Activation, class Tile, int Threads>
 struct RowsLoader {
   using Operand = typename Tile::OperandType;
+  static constexpr bool kDirect = sizeof(Activation) == 2;
   static constexpr int kVector = 16 / static_cast<int>(sizeof(Activation));
   static constexpr int kVectorsPerRow = Tile::kCols / kVector;
   static constexpr int kVectors = Tile::kRows * kVectorsPerRow;
   static constexpr int kPerThread = (kVectors + Threads - 1) / Threads;
+  static constexpr int kStaged = kDirect ? 1 : kPerThread;
   static_assert(Tile::kCols % kVector == 0, "tile columns must be whole vectors");
   static_assert(sizeof(Activation) == 4 || Operand::kTerms == 1,
                 "16-bit activations are copied as they are");
 
   RowsView view;
   int64_t row_end;
-  uint4 vector[kPerThread];
+  uint4 vector[kStaged];
 
-  __device__ __forceinline__ void fetch(int64_t row0, int64_t col0) {
+  // The vector at (row, col) gathered element by element (a row or width edge, or
+  // an unaligned view), zeros outside.
+  __device__ __forceinline__ uint4 gather(int64_t row, int64_t col) const {
+    const bool row_valid = row < row_end;
+    uint32_t words[4];
+    if constexpr (sizeof(Activation) == 4) {
+      const float* source = static_cast<const float*>(view.data) + row * view.ld;
+#pragma unroll
+      for (int v = 0; v < 4; ++v)
+        words[v] = row_valid && col + v < view.width ? __float_as_uint(__ldg(source + col + v)) : 0u;
+    } else {
+      const unsigned short* source = static_cast<const unsigned short*>(view.data) + row * view.ld;
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        const uint32_t first = row_valid && col + 2 * w < view.width ? __ldg(source + col + 2 * w) : 0u;
+        const uint32_t second =
+            row_valid && col + 2 * w + 1 < view.width ? __ldg(source + col + 2 * w + 1) : 0u;
+        words[w] = first | second << 16;
+      }
+    }
+    return make_uint4(words[0], words[1], words[2], words[3]);
+  }
+
+  // Calls body(i, r, c) for this thread's vectors: the i-th, at tile (r, c).
+  template <class Body>
+  static __device__ __forceinline__ void for_each_vector(Body&& body) {
 #pragma unroll
     for (int i = 0; i < kPerThread; ++i) {
       const int index = threadIdx.x + i * Threads;
       if (kVectors % Threads != 0 && index >= kVectors) break;
-      const int64_t row = row0 + index / kVectorsPerRow;
-      const int64_t col = col0 + index % kVectorsPerRow * kVector;
-      const bool row_valid = row < row_end;
-      if (row_valid && view.vector_aligned && col + kVector <= view.width) {
-        vector[i] = __ldg(reinterpret_cast<const uint4*>(static_cast<const Activation*>(view.data) +
-                                                         row * view.ld + col));
-        continue;
-      }
-      uint32_t words[4];
-      if constexpr (sizeof(Activation) == 4) {
-        const float* source = static_cast<const float*>(view.data) + row * view.ld;
-#pragma unroll
-        for (int v = 0; v < 4; ++v)
-          words[v] = row_valid && col + v < view.width ? __float_as_uint(__ldg(source + col + v)) : 0u;
-      } else {
-        const unsigned short* source = static_cast<const unsigned short*>(view.data) + row * view.ld;
-#pragma unroll
-        for (int w = 0; w < 4; ++w) {
-          const uint32_t first = row_valid && col + 2 * w < view.width ? __ldg(source + col + 2 * w) : 0u;
-          const uint32_t second =
-              row_valid && col + 2 * w + 1 < view.width ? __ldg(source + col + 2 * w + 1) : 0u;
-          words[w] = first | second << 16;
-        }
-      }
-      vector[i] = make_uint4(words[0], words[1], words[2], words[3]);
+      body(i, index / kVectorsPerRow, index % kVectorsPerRow * kVector);
     }
   }
 
-  __device__ __forceinline__ void commit(Tile& tile) const {
-#pragma unroll
-    for (int i = 0; i < kPerThread; ++i) {
-      const int index = threadIdx.x + i * Threads;
-      if (kVectors % Threads != 0 && index >= kVectors) break;
-      const int r = index / kVectorsPerRow;
-      const int c = index % kVectorsPerRow * kVector;
-      if constexpr (sizeof(Activation) == 2) {
-        *reinterpret_cast<uint4*>(&tile.data[0][r][c]) = vector[i];
+  __device__ __forceinline__ void fetch(int64_t row0, int64_t col0, Tile& tile) {
+    for_each_vector([&](int i, int r, int c) {
+      const int64_t row = row0 + r;
+      const int64_t col = col0 + c;
+      const bool whole = row < row_end && view.vector_aligned && col + kVector <= view.width;
+      const Activation* source = static_cast<const Activation*>(view.data) + row * view.ld + col;
+      if constexpr (kDirect) {
+        if (whole) cp_async_16(&tile.data[0][r][c], source);
+        else *reinterpret_cast<uint4*>(&tile.data[0][r][c]) = gather(row, col);
       } else {
+        vector[i] = whole ? __ldg(reinterpret_cast<const uint4*>(source)) : gather(row, col);
+      }
+    });
+  }
+
+  __device__ __forceinline__ void commit(Tile& tile) const {
+    if constexpr (kDirect) {
+      cp_async_wait_all();
+    } else {
+      for_each_vector([&](int i, int r, int c) {
         const float values[4] = {__uint_as_float(vector[i].x), __uint_as_float(vector[i].y),
                                  __uint_as_float(vector[i].z), __uint_as_float(vector[i].w)};
         typename Operand::Element terms[4][Operand::kTerms];
@@ -83,7 +109,7 @@ struct RowsLoader {
           *reinterpret_cast<uint2*>(&tile.data[term][r][c]) =
               make_uint2(pack_elements(terms[0][term], terms[1][term]),
                          pack_elements(terms[2][term], terms[3][term]));
-      }
+      });
     }
   }
 };
@@ -106,7 +132,7 @@ struct StridedLoader {
   int64_t row0 = 0;
   int64_t col0 = 0;
 
-  __device__ __forceinline__ void fetch(int64_t first_row, int64_t first_col) {
+  __device__ __forceinline__ void fetch(int64_t first_row, int64_t first_col, Tile&) {
     row0 = first_row;
     col0 = first_col;
   }
@@ -142,7 +168,7 @@ struct QuantLoader {
   const CodeTable* table;
   PackedChunk chunk[kPerThread];
 
-  __device__ __forceinline__ void fetch(int64_t row0, int64_t col0) {
+  __device__ __forceinline__ void fetch(int64_t row0, int64_t col0, Tile&) {
 #pragma unroll
     for (int i = 0; i < kPerThread; ++i) {
       const int index = threadIdx.x + i * Threads;
