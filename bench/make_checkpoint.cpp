@@ -13,14 +13,18 @@ int main(int argc, char** argv) {
   std::string folder, layout = "fused", dtype = "bf16";
   moeq::cli::SyntheticCheckpoint checkpoint;
   app.add_option("folder", folder, "where to write it")->required();
-  app.add_option("--layout", layout, "fused (experts.gate_up_proj) or per-expert (experts.<e>.gate_proj.weight)")
+  app.add_option("--layout", layout,
+                 "fused (experts.gate_up_proj) or per-expert (experts.<e>.gate_proj.weight)")
       ->check(CLI::IsMember({"fused", "per-expert"}));
   app.add_option("--layers", checkpoint.layers, "MoE layers")->check(CLI::PositiveNumber);
   app.add_option("--experts", checkpoint.experts, "experts per layer")->check(CLI::PositiveNumber);
   app.add_option("--hidden", checkpoint.hidden, "hidden size H")->check(CLI::PositiveNumber);
-  app.add_option("--intermediate", checkpoint.intermediate, "expert intermediate size I")->check(CLI::PositiveNumber);
-  app.add_option("--vocabulary", checkpoint.vocabulary, "rows of the embedding and the head")->check(CLI::PositiveNumber);
-  app.add_option("--shards", checkpoint.shards, "files (> 1 adds model.safetensors.index.json)")->check(CLI::PositiveNumber);
+  app.add_option("--intermediate", checkpoint.intermediate, "expert intermediate size I")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--vocabulary", checkpoint.vocabulary, "rows of the embedding and the head")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--shards", checkpoint.shards, "files (> 1 adds model.safetensors.index.json)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--dtype", dtype, "bf16, f16 or f32")->check(CLI::IsMember({"bf16", "f16", "f32"}));
   app.add_option("--seed", checkpoint.seed, "random seed");
   CLI11_PARSE(app, argc, argv);

@@ -24,7 +24,8 @@ struct Run {
 // Runs `moeq <arguments>` with stdout and stderr captured in `folder`.
 Run run_moeq(const ScratchFolder& folder, const std::string& arguments) {
   const std::string command = std::string("'") + MOEQ_COMMAND + "' " + arguments + " > '" +
-                              (folder / "stdout.txt").string() + "' 2> '" + (folder / "stderr.txt").string() + "'";
+                              (folder / "stdout.txt").string() + "' 2> '" + (folder / "stderr.txt").string() +
+                              "'";
   const int status = std::system(command.c_str());
   return Run{WIFEXITED(status) ? WEXITSTATUS(status) : -1, moeq_test::read_bytes(folder / "stdout.txt"),
              moeq_test::read_bytes(folder / "stderr.txt")};
@@ -35,7 +36,8 @@ Run run_moeq(const ScratchFolder& folder, const std::string& arguments) {
 TEST_CASE("quantize, inspect and verify a single-file checkpoint") {
   ScratchFolder folder;
   moeq::cli::write_synthetic_checkpoint(folder / "in", moeq::cli::SyntheticCheckpoint{});
-  const std::string in = (folder / "in/model.safetensors").string(), out = (folder / "out.safetensors").string();
+  const std::string in = (folder / "in/model.safetensors").string(),
+                    out = (folder / "out.safetensors").string();
 
   const Run quantize = run_moeq(folder, "quantize " + in + " -o " + out + " --double-quant");
   CHECK(quantize.exit_code == 0);
@@ -66,7 +68,9 @@ TEST_CASE("quantize and verify a sharded per-expert checkpoint folder into a fol
   checkpoint.shards = 2;
   moeq::cli::write_synthetic_checkpoint(folder / "in", checkpoint);
   const std::string in = (folder / "in").string(), out = (folder / "out").string();
-  CHECK(run_moeq(folder, "quantize " + in + " -o " + out + " --format fp4 --blocksize 128 --quiet").exit_code == 0);
+  CHECK(
+      run_moeq(folder, "quantize " + in + " -o " + out + " --format fp4 --blocksize 128 --quiet").exit_code ==
+      0);
   CHECK(moeq_test::files_in(folder / "out").size() == 3);
   const Run verify = run_moeq(folder, "verify " + in + " " + out + " --quiet");
   CHECK(verify.exit_code == 0);
@@ -84,7 +88,8 @@ TEST_CASE("a malformed input exits 1 with the reason and writes nothing") {
   CHECK(contains(run.err, "header length 999 runs past the end of the file"));
   CHECK_FALSE(std::filesystem::exists(folder / "out.safetensors"));
   CHECK(run_moeq(folder, "inspect " + (folder / "bad.safetensors").string()).exit_code == 1);
-  CHECK(run_moeq(folder, "verify " + (folder / "bad.safetensors").string() + " " + (folder / "bad.safetensors").string())
+  CHECK(run_moeq(folder, "verify " + (folder / "bad.safetensors").string() + " " +
+                             (folder / "bad.safetensors").string())
             .exit_code == 1);
 }
 
@@ -94,16 +99,19 @@ TEST_CASE("a quantized checkpoint that does not match its original fails verify"
   moeq::cli::SyntheticCheckpoint other;
   other.seed = 7;
   moeq::cli::write_synthetic_checkpoint(folder / "b", other);
-  CHECK(run_moeq(folder, "quantize " + (folder / "b").string() + " -o " + (folder / "b.safetensors").string()).exit_code == 0);
-  const Run verify = run_moeq(folder, "verify " + (folder / "a").string() + " " + (folder / "b.safetensors").string());
+  CHECK(run_moeq(folder, "quantize " + (folder / "b").string() + " -o " + (folder / "b.safetensors").string())
+            .exit_code == 0);
+  const Run verify =
+      run_moeq(folder, "verify " + (folder / "a").string() + " " + (folder / "b.safetensors").string());
   CHECK(verify.exit_code == 1);
   CHECK(contains(verify.out, "verify: FAILED"));
 }
 
 TEST_CASE("the demo writes, quantizes and verifies a GLM-4.7-Flash-layout checkpoint before the GEMM demo") {
   ScratchFolder folder;
-  const Run run = run_moeq(folder, "demo --checkpoint " + (folder / "demo").string() +
-                                       " --checkpoint-layers 1 --experts 4 --hidden 128 --intermediate 64 --tokens 16");
+  const Run run =
+      run_moeq(folder, "demo --checkpoint " + (folder / "demo").string() +
+                           " --checkpoint-layers 1 --experts 4 --hidden 128 --intermediate 64 --tokens 16");
   CHECK(run.exit_code == 0);
   CHECK(contains(run.out, "2 of 2 4-bit tensors within the 4-bit error bound"));
   CHECK(contains(run.out, "all checks passed"));
@@ -116,15 +124,16 @@ TEST_CASE("bad arguments are refused before any work") {
   CHECK(run_moeq(folder, "quantize x.safetensors").exit_code != 0);  // no -o
   CHECK(run_moeq(folder, "quantize x.safetensors -o y.safetensors --format int8").exit_code != 0);
   CHECK(run_moeq(folder, "quantize x.safetensors -o y.safetensors --blocksize 48").exit_code != 0);
-  CHECK(run_moeq(folder, "quantize x.safetensors -o y.safetensors --experts-only --all-linear").exit_code != 0);
+  CHECK(run_moeq(folder, "quantize x.safetensors -o y.safetensors --experts-only --all-linear").exit_code !=
+        0);
   CHECK(run_moeq(folder, "verify only-one.safetensors").exit_code != 0);
 }
 
 TEST_CASE("--device cuda without a usable GPU says so and writes nothing") {
   ScratchFolder folder;
   moeq::cli::write_synthetic_checkpoint(folder / "in", moeq::cli::SyntheticCheckpoint{});
-  const Run run = run_moeq(folder, "quantize " + (folder / "in").string() + " -o " + (folder / "out.safetensors").string() +
-                                   " --device cuda");
+  const Run run = run_moeq(folder, "quantize " + (folder / "in").string() + " -o " +
+                                       (folder / "out.safetensors").string() + " --device cuda");
   if (run.exit_code == 0) return;  // a CUDA build on a GPU machine with the kernels in place
   CHECK(run.exit_code == 1);
   CHECK(contains(run.err, "moeq quantize: error: "));

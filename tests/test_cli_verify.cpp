@@ -47,7 +47,8 @@ void overwrite_tensor(const std::filesystem::path& path, const std::string& name
   uint64_t position = 0;
   {
     const moeq::safetensors::File file(path);
-    const uint64_t data_start = file.size_bytes() - file.tensors().back().end;  // tensors tile the data section
+    const uint64_t data_start =
+        file.size_bytes() - file.tensors().back().end;  // tensors tile the data section
     position = data_start + file.find(name)->begin;
   }
   std::fstream stream(path, std::ios::in | std::ios::out | std::ios::binary);
@@ -81,7 +82,8 @@ TEST_CASE("a faithful quantization of either layout, plain or nested, verifies c
 TEST_CASE("changed 4-bit codes are caught by the error bound") {
   ScratchFolder folder;
   const auto output = quantized_checkpoint(folder, SyntheticCheckpoint{}, false);
-  overwrite_tensor(output, "model.layers.1.mlp.experts.down_proj", std::string(32, '\0'));  // 64 codes of -1.0
+  overwrite_tensor(output, "model.layers.1.mlp.experts.down_proj",
+                   std::string(32, '\0'));  // 64 codes of -1.0
   const VerifyResult result = verify(folder / "in", output);
   CHECK(result.within_bound == result.quantized_tensors - 1);
   CHECK(mentions(result, "'model.layers.1.mlp.experts.down_proj': errors above the 4-bit bound"));
@@ -122,18 +124,27 @@ TEST_CASE("malformed 4-bit entries are refused with the reason") {
        "quant_type must be"},
       {"blocksize", good_specs, R"({"quant_type":"nf4","blocksize":65,"dtype":"bfloat16","shape":[2,64]})",
        "blocksize"},
-      {"dtype", good_specs, R"({"quant_type":"nf4","blocksize":64,"dtype":"int4","shape":[2,64]})", "dtype must be"},
+      {"dtype", good_specs, R"({"quant_type":"nf4","blocksize":64,"dtype":"int4","shape":[2,64]})",
+       "dtype must be"},
       {"shape overflow", good_specs,
-       R"({"quant_type":"nf4","blocksize":64,"dtype":"bfloat16","shape":[4294967296,4294967296,4]})", "shape"},
-      {"absmax size", {{"w", Dtype::U8, {64, 1}}, {"w.absmax", Dtype::F32, {3}}, {"w.quant_map", Dtype::F32, {16}}},
-       good_state, "expected 2 float32 block scales"},
-      {"packed size", {{"w", Dtype::U8, {60, 1}}, {"w.absmax", Dtype::F32, {2}}, {"w.quant_map", Dtype::F32, {16}}},
-       good_state, "expected the packed 4-bit codes (64 bytes)"},
-      {"missing absmax", {{"w", Dtype::U8, {64, 1}}, {"w.quant_map", Dtype::F32, {16}}}, good_state,
+       R"({"quant_type":"nf4","blocksize":64,"dtype":"bfloat16","shape":[4294967296,4294967296,4]})",
+       "shape"},
+      {"absmax size",
+       {{"w", Dtype::U8, {64, 1}}, {"w.absmax", Dtype::F32, {3}}, {"w.quant_map", Dtype::F32, {16}}},
+       good_state,
+       "expected 2 float32 block scales"},
+      {"packed size",
+       {{"w", Dtype::U8, {60, 1}}, {"w.absmax", Dtype::F32, {2}}, {"w.quant_map", Dtype::F32, {16}}},
+       good_state,
+       "expected the packed 4-bit codes (64 bytes)"},
+      {"missing absmax",
+       {{"w", Dtype::U8, {64, 1}}, {"w.quant_map", Dtype::F32, {16}}},
+       good_state,
        "'w.absmax' is missing"},
       {"custom quant_map", good_specs, good_state, "not the standard nf4 code table"},
       {"missing nested", good_specs,
-       R"({"quant_type":"nf4","blocksize":64,"dtype":"bfloat16","shape":[2,64],"nested_blocksize":256,"nested_dtype":"float32","nested_offset":0.5})",
+       R"({"quant_type":"nf4","blocksize":64,"dtype":"bfloat16","shape":[2,64],)"
+       R"("nested_blocksize":256,"nested_dtype":"float32","nested_offset":0.5})",
        "expected 2 uint8 block scales"},
   };
   for (const Case& c : cases) {
@@ -148,7 +159,8 @@ TEST_CASE("malformed 4-bit entries are refused with the reason") {
         int64_t bytes = moeq::safetensors::dtype_bytes(spec.dtype);
         for (int64_t size : spec.shape) bytes *= size;
         std::string data(static_cast<size_t>(bytes), '\0');
-        if (spec.name == "w.quant_map" && std::string(c.what) != "custom quant_map") std::memcpy(data.data(), table.data(), 64);
+        if (spec.name == "w.quant_map" && std::string(c.what) != "custom quant_map")
+          std::memcpy(data.data(), table.data(), 64);
         if (spec.name == "w.quant_state.bitsandbytes__nf4") data = c.state;
         writer.write(spec.name, data.data(), data.size());
       }
@@ -172,7 +184,8 @@ TEST_CASE("the 4-bit tensors of a checkpoint are found with their sizes before a
   CHECK(gate_up.state.shape == std::vector<int64_t>{4, 128, 128});
   CHECK(gate_up.logical_bytes() == 4 * 128 * 128 * 2);
   const uint64_t blocks = 4 * 128 * 128 / 64, json_bytes = gate_up.quant_state.info->bytes();
-  CHECK(gate_up.stored_bytes() == 4 * 128 * 128 / 2 + blocks + 64 + 4 * ((blocks + 255) / 256) + 1024 + json_bytes);
+  CHECK(gate_up.stored_bytes() ==
+        4 * 128 * 128 / 2 + blocks + 64 + 4 * ((blocks + 255) / 256) + 1024 + json_bytes);
   CHECK(found.member_keys.size() == 4 * 6);
   CHECK(found.member_keys.count("model.layers.0.mlp.experts.gate_up_proj.nested_quant_map") == 1);
 }

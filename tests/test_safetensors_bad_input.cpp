@@ -25,7 +25,8 @@ const std::string kExpert = "model.layers.0.mlp.experts.0.gate_proj.weight";
 
 // The error quantize_checkpoint throws for `input`, written both to a file in
 // an existing folder and to a new folder; neither may hold anything afterwards.
-std::string quantize_error(const ScratchFolder& folder, const std::filesystem::path& input, bool double_quant = false) {
+std::string quantize_error(const ScratchFolder& folder, const std::filesystem::path& input,
+                           bool double_quant = false) {
   std::filesystem::create_directories(folder / "out");
   std::string message;
   for (const auto& output : {folder / "out" / "model.safetensors", folder / "new_folder"}) {
@@ -34,7 +35,8 @@ std::string quantize_error(const ScratchFolder& folder, const std::filesystem::p
     options.output = output.string();
     options.double_quant = double_quant;
     options.show_progress = false;
-    message = moeq_test::message_of<moeq::safetensors::Error>([&] { moeq::cli::quantize_checkpoint(options); });
+    message =
+        moeq_test::message_of<moeq::safetensors::Error>([&] { moeq::cli::quantize_checkpoint(options); });
     CHECK(files_in(folder / "out").empty());
     CHECK_FALSE(std::filesystem::exists(folder / "new_folder"));
   }
@@ -50,7 +52,8 @@ std::filesystem::path good_checkpoint(const ScratchFolder& folder, int64_t shard
 }
 
 // A one-tensor expert checkpoint whose header entry is `entry` over `data`.
-std::filesystem::path crafted(const ScratchFolder& folder, const std::string& entry, const std::string& data) {
+std::filesystem::path crafted(const ScratchFolder& folder, const std::string& entry,
+                              const std::string& data) {
   write_bytes(folder / "crafted.safetensors", safetensors_bytes("{\"" + kExpert + "\":" + entry + "}", data));
   return folder / "crafted.safetensors";
 }
@@ -67,34 +70,39 @@ TEST_CASE("a truncated checkpoint is refused and nothing is written") {
 TEST_CASE("a header length past the end of the file is refused and nothing is written") {
   ScratchFolder folder;
   const auto input = good_checkpoint(folder);
-  std::fstream(input, std::ios::in | std::ios::out | std::ios::binary).write("\xff\xff\xff\xff\x00\x00\x00\x00", 8);
+  std::fstream(input, std::ios::in | std::ios::out | std::ios::binary)
+      .write("\xff\xff\xff\xff\x00\x00\x00\x00", 8);
   CHECK(contains(quantize_error(folder, input), "runs past the end of the file"));
 }
 
 TEST_CASE("offsets out of range are refused and nothing is written") {
   ScratchFolder folder;
-  const auto input = crafted(folder, R"({"dtype":"BF16","shape":[2,32],"data_offsets":[64,192]})", std::string(128, '\0'));
+  const auto input =
+      crafted(folder, R"({"dtype":"BF16","shape":[2,32],"data_offsets":[64,192]})", std::string(128, '\0'));
   CHECK(contains(quantize_error(folder, input), "run past the end of the data section"));
 }
 
 TEST_CASE("overlapping offsets are refused and nothing is written") {
   ScratchFolder folder;
-  write_bytes(folder / "overlap.safetensors",
-              safetensors_bytes("{\"" + kExpert + R"(":{"dtype":"BF16","shape":[2,32],"data_offsets":[0,128]},)" +
-                                    R"("model.norm.weight":{"dtype":"BF16","shape":[32],"data_offsets":[64,128]}})",
-                                std::string(128, '\0')));
+  write_bytes(
+      folder / "overlap.safetensors",
+      safetensors_bytes("{\"" + kExpert + R"(":{"dtype":"BF16","shape":[2,32],"data_offsets":[0,128]},)" +
+                            R"("model.norm.weight":{"dtype":"BF16","shape":[32],"data_offsets":[64,128]}})",
+                        std::string(128, '\0')));
   CHECK(contains(quantize_error(folder, folder / "overlap.safetensors"), "overlaps"));
 }
 
 TEST_CASE("an unknown dtype string is refused and nothing is written") {
   ScratchFolder folder;
-  const auto input = crafted(folder, R"({"dtype":"BF17","shape":[2,32],"data_offsets":[0,128]})", std::string(128, '\0'));
+  const auto input =
+      crafted(folder, R"({"dtype":"BF17","shape":[2,32],"data_offsets":[0,128]})", std::string(128, '\0'));
   CHECK(contains(quantize_error(folder, input), "unknown or unsupported dtype \"BF17\""));
 }
 
 TEST_CASE("a shape whose product overflows is refused and nothing is written") {
   ScratchFolder folder;
-  const auto input = crafted(folder, R"({"dtype":"BF16","shape":[4294967296,4294967296,2],"data_offsets":[0,0]})", "");
+  const auto input =
+      crafted(folder, R"({"dtype":"BF16","shape":[4294967296,4294967296,2],"data_offsets":[0,0]})", "");
   CHECK(contains(quantize_error(folder, input), "more bytes than fit in 64 bits"));
 }
 

@@ -30,7 +30,8 @@ const std::string kOneTensorHeader = R"({"w":{"dtype":"U8","shape":[4],"data_off
 
 }  // namespace
 
-TEST_CASE("a written file reads back with the same tensors, bytes and metadata, each aligned to its element size") {
+TEST_CASE(
+    "a written file reads back with the same tensors, bytes and metadata, each aligned to its element size") {
   ScratchFolder folder;
   const std::vector<float> weights{1.0f, -2.0f, 3.5f};
   const std::vector<uint16_t> halves{7, 8};
@@ -82,7 +83,8 @@ TEST_CASE("the writer refuses wrong sizes, unknown names and second writes") {
   ScratchFolder folder;
   Writer writer(folder / "a.safetensors", {{"w", Dtype::F32, {2}}}, {});
   const float data[2] = {1, 2};
-  CHECK_THROWS_WITH_AS(writer.write("w", data, 4), doctest::Contains("has 8 bytes in the header, got 4"), Error);
+  CHECK_THROWS_WITH_AS(writer.write("w", data, 4), doctest::Contains("has 8 bytes in the header, got 4"),
+                       Error);
   CHECK_THROWS_WITH_AS(writer.write("v", data, 8), doctest::Contains("not in the header"), Error);
   writer.write("w", data, 8);
   CHECK_THROWS_WITH_AS(writer.write("w", data, 8), doctest::Contains("written twice"), Error);
@@ -109,7 +111,8 @@ TEST_CASE("files shorter than the 8-byte header length are truncated files") {
 
 TEST_CASE("a header length past the end of the file is refused before anything is read") {
   ScratchFolder folder;
-  moeq_test::write_bytes(folder / "a.safetensors", moeq_test::safetensors_bytes(kOneTensorHeader, "abcd", 1000));
+  moeq_test::write_bytes(folder / "a.safetensors",
+                         moeq_test::safetensors_bytes(kOneTensorHeader, "abcd", 1000));
   moeq_test::write_bytes(folder / "b.safetensors", moeq_test::safetensors_bytes("", "", UINT64_MAX - 3));
   CHECK(contains(open_error(folder / "a.safetensors"), "header length 1000 runs past the end of the file"));
   CHECK(contains(open_error(folder / "b.safetensors"), "runs past the end of the file"));
@@ -136,7 +139,8 @@ TEST_CASE("a missing file, a folder and an unreadable file give the reason") {
   CHECK(contains(open_error(folder / "missing.safetensors"), "No such file"));
   CHECK(contains(open_error(folder.path()), "not a regular file"));
   if (::geteuid() != 0) {  // root reads anything
-    moeq_test::write_bytes(folder / "locked.safetensors", moeq_test::safetensors_bytes(kOneTensorHeader, "abcd"));
+    moeq_test::write_bytes(folder / "locked.safetensors",
+                           moeq_test::safetensors_bytes(kOneTensorHeader, "abcd"));
     std::filesystem::permissions(folder / "locked.safetensors", std::filesystem::perms::none);
     CHECK(contains(open_error(folder / "locked.safetensors"), "Permission denied"));
   }
@@ -145,7 +149,8 @@ TEST_CASE("a missing file, a folder and an unreadable file give the reason") {
 TEST_CASE("every truncation of a valid file is refused, and only the whole file opens") {
   ScratchFolder folder;
   {
-    Writer writer(folder / "whole.safetensors", {{"a", Dtype::F32, {3}}, {"b", Dtype::BF16, {2, 2}}}, {{"k", "v"}});
+    Writer writer(folder / "whole.safetensors", {{"a", Dtype::F32, {3}}, {"b", Dtype::BF16, {2, 2}}},
+                  {{"k", "v"}});
     const uint8_t zeros[12] = {};
     writer.write("a", zeros, 12);
     writer.write("b", zeros, 8);

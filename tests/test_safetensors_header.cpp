@@ -40,8 +40,11 @@ TEST_CASE("a valid header gives every tensor in data-offset order with its metad
 }
 
 TEST_CASE("scalars, empty tensors and a file with no tensors are valid") {
-  CHECK(parse_header(R"({"s": {"dtype": "F64", "shape": [], "data_offsets": [0, 8]}})", 8).tensors[0].numel == 1);
-  CHECK(parse_header(R"({"e": {"dtype": "F16", "shape": [0, 5], "data_offsets": [0, 0]}})", 0).tensors[0].numel == 0);
+  CHECK(parse_header(R"({"s": {"dtype": "F64", "shape": [], "data_offsets": [0, 8]}})", 8).tensors[0].numel ==
+        1);
+  CHECK(parse_header(R"({"e": {"dtype": "F16", "shape": [0, 5], "data_offsets": [0, 0]}})", 0)
+            .tensors[0]
+            .numel == 0);
   CHECK(parse_header("{}", 0).tensors.empty());
 }
 
@@ -52,17 +55,20 @@ TEST_CASE("an unknown dtype string is refused by name") {
 }
 
 TEST_CASE("sub-byte dtypes, which have no byte address, are refused") {
-  CHECK(contains(error_of(R"({"w": {"dtype": "F4", "shape": [2], "data_offsets": [0, 1]}})", 1), "dtype \"F4\""));
+  CHECK(contains(error_of(R"({"w": {"dtype": "F4", "shape": [2], "data_offsets": [0, 1]}})", 1),
+                 "dtype \"F4\""));
 }
 
 TEST_CASE("a shape whose byte size overflows 64 bits is refused, not wrapped around") {
   const std::string error = error_of(
       R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})", 0);
   CHECK(contains(error, "more bytes than fit in 64 bits"));
-  CHECK(contains(error_of(R"({"w": {"dtype": "BF16", "shape": [4611686018427387904, 2], "data_offsets": [0, 0]}})", 0),
-                 "64 bits"));
-  CHECK(contains(error_of(R"({"w": {"dtype": "U8", "shape": [18446744073709551615], "data_offsets": [0, 0]}})", 0),
-                 "64 bits"));
+  CHECK(contains(
+      error_of(R"({"w": {"dtype": "BF16", "shape": [4611686018427387904, 2], "data_offsets": [0, 0]}})", 0),
+      "64 bits"));
+  CHECK(contains(
+      error_of(R"({"w": {"dtype": "U8", "shape": [18446744073709551615], "data_offsets": [0, 0]}})", 0),
+      "64 bits"));
 }
 
 TEST_CASE("data_offsets must hold exactly the bytes the dtype and shape need") {
@@ -76,7 +82,8 @@ TEST_CASE("offsets past the end of the data section are refused as truncation") 
 }
 
 TEST_CASE("offsets that end before they begin are refused") {
-  CHECK(contains(error_of(R"({"w": {"dtype": "U8", "shape": [0], "data_offsets": [4, 0]}})", 4), "end before"));
+  CHECK(
+      contains(error_of(R"({"w": {"dtype": "U8", "shape": [0], "data_offsets": [4, 0]}})", 4), "end before"));
 }
 
 TEST_CASE("overlapping tensors are refused, naming both") {
@@ -91,7 +98,8 @@ TEST_CASE("a hole between tensors or unclaimed trailing bytes are refused, as sa
                               "b": {"dtype": "U8", "shape": [4], "data_offsets": [8, 12]}})",
                           12),
                  "belong to no tensor"));
-  CHECK(contains(error_of(R"({"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}})", 6), "end at byte 4"));
+  CHECK(contains(error_of(R"({"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}})", 6),
+                 "end at byte 4"));
 }
 
 TEST_CASE("a tensor name given twice is refused instead of one silently winning") {
@@ -106,11 +114,16 @@ TEST_CASE("malformed JSON and wrongly typed fields give a message, never a crash
   CHECK(contains(error_of("[1, 2]", 0), "must be a JSON object"));
   CHECK(contains(error_of(R"({"a": 5})", 0), "tensor 'a': expected an object"));
   CHECK(contains(error_of(R"({"a": {"dtype": "U8", "shape": [1]}})", 1), "missing \"data_offsets\""));
-  CHECK(contains(error_of(R"({"a": {"dtype": 8, "shape": [1], "data_offsets": [0, 1]}})", 1), "must be a string"));
-  CHECK(contains(error_of(R"({"a": {"dtype": "U8", "shape": [-1], "data_offsets": [0, 1]}})", 1), "non-negative"));
-  CHECK(contains(error_of(R"({"a": {"dtype": "U8", "shape": [1.5], "data_offsets": [0, 1]}})", 1), "non-negative"));
-  CHECK(contains(error_of(R"({"a": {"dtype": "U8", "shape": 1, "data_offsets": [0, 1]}})", 1), "must be an array"));
-  CHECK(contains(error_of(R"({"a": {"dtype": "U8", "shape": [1], "data_offsets": [0]}})", 1), "[begin, end]"));
+  CHECK(contains(error_of(R"({"a": {"dtype": 8, "shape": [1], "data_offsets": [0, 1]}})", 1),
+                 "must be a string"));
+  CHECK(contains(error_of(R"({"a": {"dtype": "U8", "shape": [-1], "data_offsets": [0, 1]}})", 1),
+                 "non-negative"));
+  CHECK(contains(error_of(R"({"a": {"dtype": "U8", "shape": [1.5], "data_offsets": [0, 1]}})", 1),
+                 "non-negative"));
+  CHECK(contains(error_of(R"({"a": {"dtype": "U8", "shape": 1, "data_offsets": [0, 1]}})", 1),
+                 "must be an array"));
+  CHECK(
+      contains(error_of(R"({"a": {"dtype": "U8", "shape": [1], "data_offsets": [0]}})", 1), "[begin, end]"));
   CHECK(contains(error_of(R"({"__metadata__": {"format": 1}})", 0), "expected a string"));
   CHECK(contains(error_of(std::string(100000, '['), 0), "not valid JSON"));
   CHECK(contains(error_of(std::string(100000, '[') + std::string(100000, ']'), 0), "must be a JSON object"));

@@ -72,8 +72,9 @@ TEST_CASE("one file is a checkpoint that is not sharded") {
 TEST_CASE("a shard the index names but the folder lacks is reported by name") {
   ScratchFolder folder;
   write_bytes(folder / "model-00001-of-00002.safetensors", file_with({"a", "b"}));
-  write_bytes(folder / "model.safetensors.index.json",
-              R"({"weight_map": {"a": "model-00001-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"}})");
+  write_bytes(
+      folder / "model.safetensors.index.json",
+      R"({"weight_map": {"a": "model-00001-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"}})");
   const std::string error = open_error({folder.path()});
   CHECK(contains(error, "shard 'model-00002-of-00002.safetensors' is missing"));
 }
@@ -81,14 +82,17 @@ TEST_CASE("a shard the index names but the folder lacks is reported by name") {
 TEST_CASE("an index entry its shard does not hold is refused") {
   ScratchFolder folder;
   write_two_shards(folder);
-  write_bytes(folder / "model.safetensors.index.json",
-              R"({"weight_map": {"a": "model-00001-of-00002.safetensors", "c": "model-00001-of-00002.safetensors"}})");
-  CHECK(contains(open_error({folder.path()}), "puts 'c' in model-00001-of-00002.safetensors, which does not hold it"));
+  write_bytes(
+      folder / "model.safetensors.index.json",
+      R"({"weight_map": {"a": "model-00001-of-00002.safetensors", "c": "model-00001-of-00002.safetensors"}})");
+  CHECK(contains(open_error({folder.path()}),
+                 "puts 'c' in model-00001-of-00002.safetensors, which does not hold it"));
 }
 
 TEST_CASE("an index may not point outside its own folder") {
   ScratchFolder folder;
-  write_bytes(folder / "model.safetensors.index.json", R"({"weight_map": {"a": "../elsewhere.safetensors"}})");
+  write_bytes(folder / "model.safetensors.index.json",
+              R"({"weight_map": {"a": "../elsewhere.safetensors"}})");
   CHECK(contains(open_error({folder.path()}), "shard names must be file names in the index's folder"));
   write_bytes(folder / "model.safetensors.index.json", R"({"weight_map": {"a": "/etc/passwd"}})");
   CHECK(contains(open_error({folder.path()}), "shard names must be file names"));

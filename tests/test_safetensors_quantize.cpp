@@ -27,11 +27,24 @@ using moeq_test::files_in;
 namespace {
 
 // FORMAT.md's code tables, typed in here so the test does not trust moeq's.
-constexpr double kNf4[16] = {-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
-                             -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
-                             0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
-                             0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0};
-constexpr double kFp4Magnitude[8] = {0, 0.0625 / 12, 8.0 / 12, 12.0 / 12, 4.0 / 12, 6.0 / 12, 2.0 / 12, 3.0 / 12};
+constexpr double kNf4[16] = {-1.0,
+                             -0.6961928009986877,
+                             -0.5250730514526367,
+                             -0.39491748809814453,
+                             -0.28444138169288635,
+                             -0.18477343022823334,
+                             -0.09105003625154495,
+                             0.0,
+                             0.07958029955625534,
+                             0.16093020141124725,
+                             0.24611230194568634,
+                             0.33791524171829224,
+                             0.44070982933044434,
+                             0.5626170039176941,
+                             0.7229568362236023,
+                             1.0};
+constexpr double kFp4Magnitude[8] = {0,        0.0625 / 12, 8.0 / 12, 12.0 / 12,
+                                     4.0 / 12, 6.0 / 12,    2.0 / 12, 3.0 / 12};
 constexpr double kNf4HalfStep = (1.0 - 0.6961928009986877) / 2;
 constexpr double kFp4HalfStep = (1.0 - 8.0 / 12) / 2;
 
@@ -83,14 +96,16 @@ nlohmann::json quant_state(const File& file, const std::string& key) {
 // Checks `base` in `output` against the original tensor, decoding the packed
 // nibbles with FORMAT.md's rules: element 2j in the high nibble of byte j,
 // value = table[code] * block scale, every element within half a code step.
-void check_quantized(const File& output, const File& input, const TensorInfo& original, const std::string& format,
-                     int64_t blocksize, bool nested) {
+void check_quantized(const File& output, const File& input, const TensorInfo& original,
+                     const std::string& format, int64_t blocksize, bool nested) {
   const std::string& base = original.name;
   const int64_t n = original.numel, blocks = (n + blocksize - 1) / blocksize;
   const nlohmann::json state = quant_state(output, base + ".quant_state.bitsandbytes__" + format);
   CHECK(state["quant_type"] == format);
   CHECK(state["blocksize"] == blocksize);
-  CHECK(state["dtype"] == (original.dtype == Dtype::BF16 ? "bfloat16" : original.dtype == Dtype::F16 ? "float16" : "float32"));
+  CHECK(state["dtype"] == (original.dtype == Dtype::BF16  ? "bfloat16"
+                           : original.dtype == Dtype::F16 ? "float16"
+                                                          : "float32"));
   CHECK(state["shape"].get<std::vector<int64_t>>() == original.shape);
 
   const TensorInfo& packed = require(output, base);
@@ -140,7 +155,8 @@ void check_quantized(const File& output, const File& input, const TensorInfo& or
     }
   }
   CHECK(outside_bound == 0);
-  if (n % 2 == 1) CHECK((output.data(packed)[n / 2] & 15) == (format == "nf4" ? 7 : 0));  // the padding nibble is +0
+  if (n % 2 == 1)
+    CHECK((output.data(packed)[n / 2] & 15) == (format == "nf4" ? 7 : 0));  // the padding nibble is +0
 }
 
 // Every input tensor: expert weights quantized, the rest byte-identical.
@@ -166,7 +182,8 @@ void check_output(const std::filesystem::path& input_path, const std::filesystem
 
 }  // namespace
 
-TEST_CASE("fused 3-D expert tensors become bitsandbytes NF4 tensors under their own key; the rest is copied") {
+TEST_CASE(
+    "fused 3-D expert tensors become bitsandbytes NF4 tensors under their own key; the rest is copied") {
   ScratchFolder folder;
   const auto inputs = moeq::cli::write_synthetic_checkpoint(folder / "in", SyntheticCheckpoint{});
   const auto summary = moeq::cli::quantize_checkpoint(options_for(inputs[0], folder / "out.safetensors"));
@@ -185,7 +202,8 @@ TEST_CASE("per-expert 2-D weights of original checkpoints are quantized under th
   CHECK(summary.quantized_tensors == 2 * 4 * 3);
   check_output(inputs[0], folder / "out.safetensors", "nf4", 64, false);
   const File output(folder / "out.safetensors");
-  CHECK(output.find("model.layers.1.mlp.experts.3.down_proj.weight.quant_state.bitsandbytes__nf4") != nullptr);
+  CHECK(output.find("model.layers.1.mlp.experts.3.down_proj.weight.quant_state.bitsandbytes__nf4") !=
+        nullptr);
 }
 
 TEST_CASE("double quantization stores uint8 absmax with nested scales, code map and offset") {
@@ -199,7 +217,8 @@ TEST_CASE("double quantization stores uint8 absmax with nested scales, code map 
   check_output(inputs[0], folder / "out.safetensors", "nf4", 64, true);
 }
 
-TEST_CASE("FP4 with another blocksize, float16 and float32 weights, and odd sizes with a partial last block") {
+TEST_CASE(
+    "FP4 with another blocksize, float16 and float32 weights, and odd sizes with a partial last block") {
   for (const Dtype dtype : {Dtype::F16, Dtype::F32}) {
     ScratchFolder folder;
     SyntheticCheckpoint checkpoint;
@@ -217,7 +236,8 @@ TEST_CASE("FP4 with another blocksize, float16 and float32 weights, and odd size
   }
 }
 
-TEST_CASE("--all-linear adds attention and shared-expert weights, never embeddings, norms, routers or the head") {
+TEST_CASE(
+    "--all-linear adds attention and shared-expert weights, never embeddings, norms, routers or the head") {
   ScratchFolder folder;
   const auto inputs = moeq::cli::write_synthetic_checkpoint(folder / "in", SyntheticCheckpoint{});
   QuantizeOptions options = options_for(inputs[0], folder / "out.safetensors");
@@ -251,9 +271,11 @@ TEST_CASE("a sharded checkpoint is written as the same shards plus an index of e
   for (const auto& input : inputs) check_output(input, folder / "out" / input.filename(), "nf4", 64, false);
   const moeq::safetensors::Checkpoint output({folder / "out"});
   CHECK(output.files().size() == 3);
-  const nlohmann::json index = nlohmann::json::parse(moeq_test::read_bytes(folder / "out/model.safetensors.index.json"));
+  const nlohmann::json index =
+      nlohmann::json::parse(moeq_test::read_bytes(folder / "out/model.safetensors.index.json"));
   CHECK(index["weight_map"].size() == output.tensor_count());
-  CHECK(index["weight_map"]["model.layers.2.mlp.experts.down_proj.absmax"] == "model-00003-of-00003.safetensors");
+  CHECK(index["weight_map"]["model.layers.2.mlp.experts.down_proj.absmax"] ==
+        "model-00003-of-00003.safetensors");
 }
 
 TEST_CASE("quantizing the same checkpoint twice gives identical bytes") {

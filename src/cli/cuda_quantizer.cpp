@@ -52,15 +52,22 @@ class CudaQuantizer final : public Quantizer {
     const moeq_quant_layout layout = quantized_layout(config_, tensor);
     const bool nested = layout.nested_code_count > 0;
     void* device_input = input_.get(tensor.bytes());
-    check_cuda(cudaMemcpy(device_input, data, tensor.bytes(), cudaMemcpyHostToDevice), "copying '" + tensor.name + "' to the GPU");
-    DLTensor input{device_input, {kDLCUDA, device_id_}, static_cast<int32_t>(tensor.shape.size()),
-                   safetensors::to_dl_dtype(tensor.dtype), const_cast<int64_t*>(tensor.shape.data()), nullptr, 0};
+    check_cuda(cudaMemcpy(device_input, data, tensor.bytes(), cudaMemcpyHostToDevice),
+               "copying '" + tensor.name + "' to the GPU");
+    DLTensor input{device_input,
+                   {kDLCUDA, device_id_},
+                   static_cast<int32_t>(tensor.shape.size()),
+                   safetensors::to_dl_dtype(tensor.dtype),
+                   const_cast<int64_t*>(tensor.shape.data()),
+                   nullptr,
+                   0};
     const QTensorBuffers device{packed_.get(layout.packed_bytes), absmax_.get(absmax_bytes(layout)),
                                 nested ? nested_absmax_.get(nested_absmax_bytes(layout)) : nullptr,
                                 nested ? nested_code_.get(nested_code_bytes(layout)) : nullptr,
                                 nested ? nested_offset_.get(sizeof(float)) : nullptr};
     QTensorView out(layout, device, DLDevice{kDLCUDA, device_id_});
-    check_status(moeq_quantize(&input, &config_, out.get(), nullptr, 0, nullptr), "quantize '" + tensor.name + "' on the GPU");
+    check_status(moeq_quantize(&input, &config_, out.get(), nullptr, 0, nullptr),
+                 "quantize '" + tensor.name + "' on the GPU");
 
     // The legacy default stream orders these copies after the kernels.
     const QTensorBuffers host = host_.prepare(layout);
@@ -68,9 +75,14 @@ class CudaQuantizer final : public Quantizer {
     check_cuda(cudaMemcpy(host.packed, device.packed, layout.packed_bytes, cudaMemcpyDeviceToHost), what);
     check_cuda(cudaMemcpy(host.absmax, device.absmax, absmax_bytes(layout), cudaMemcpyDeviceToHost), what);
     if (nested) {
-      check_cuda(cudaMemcpy(host.nested_absmax, device.nested_absmax, nested_absmax_bytes(layout), cudaMemcpyDeviceToHost), what);
-      check_cuda(cudaMemcpy(host.nested_code, device.nested_code, nested_code_bytes(layout), cudaMemcpyDeviceToHost), what);
-      check_cuda(cudaMemcpy(host.nested_offset, device.nested_offset, sizeof(float), cudaMemcpyDeviceToHost), what);
+      check_cuda(cudaMemcpy(host.nested_absmax, device.nested_absmax, nested_absmax_bytes(layout),
+                            cudaMemcpyDeviceToHost),
+                 what);
+      check_cuda(
+          cudaMemcpy(host.nested_code, device.nested_code, nested_code_bytes(layout), cudaMemcpyDeviceToHost),
+          what);
+      check_cuda(cudaMemcpy(host.nested_offset, device.nested_offset, sizeof(float), cudaMemcpyDeviceToHost),
+                 what);
     }
     return host_.bytes();
   }

@@ -34,7 +34,8 @@ void accumulate(const T* original, const float* restored, const float* block_sca
       non_finite += end - begin;
       continue;
     }
-    const double bound = half_step * absmax + std::fabs(block_scales[block] - absmax) + kRoundingSlack * absmax;
+    const double bound =
+        half_step * absmax + std::fabs(block_scales[block] - absmax) + kRoundingSlack * absmax;
     for (int64_t i = begin; i < end; ++i) {
       const double value = to_float(original[i]);
       const double error = std::fabs(static_cast<double>(restored[i]) - value);
@@ -67,7 +68,8 @@ double half_code_step(const float* code_values) {
   std::vector<float> sorted(code_values, code_values + 16);
   std::sort(sorted.begin(), sorted.end());
   double widest = 0.0;
-  for (size_t i = 1; i < sorted.size(); ++i) widest = std::max(widest, double(sorted[i]) - double(sorted[i - 1]));
+  for (size_t i = 1; i < sorted.size(); ++i)
+    widest = std::max(widest, double(sorted[i]) - double(sorted[i - 1]));
   return widest / 2.0;
 }
 

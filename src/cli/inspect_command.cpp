@@ -40,10 +40,12 @@ void print_quantized(const QuantizedTensors& quantized, Tally& total) {
   for (const auto& [kind, tally] : by_kind)
     std::printf("  %-42s %6llu tensors  %s original -> %s stored (%.1f%%)\n", kind.c_str(),
                 (unsigned long long)tally.tensors, human_bytes(tally.logical_bytes).c_str(),
-                human_bytes(tally.stored_bytes).c_str(), 100.0 * tally.stored_bytes / std::max<uint64_t>(tally.logical_bytes, 1));
+                human_bytes(tally.stored_bytes).c_str(),
+                100.0 * tally.stored_bytes / std::max<uint64_t>(tally.logical_bytes, 1));
 }
 
-void print_unquantized(const safetensors::Checkpoint& checkpoint, const QuantizedTensors& quantized, Tally& total) {
+void print_unquantized(const safetensors::Checkpoint& checkpoint, const QuantizedTensors& quantized,
+                       Tally& total) {
   std::map<std::string, Tally> by_dtype;
   Tally candidates, others;
   for (const auto& file : checkpoint.files())
@@ -64,16 +66,16 @@ void print_unquantized(const safetensors::Checkpoint& checkpoint, const Quantize
     std::printf("  of which %llu are expert weights (%s) that `moeq quantize` would make 4-bit\n",
                 (unsigned long long)candidates.tensors, human_bytes(candidates.logical_bytes).c_str());
   if (others.tensors > 0)
-    std::printf("  and %llu other linear weights (%s) that --all-linear adds\n", (unsigned long long)others.tensors,
-                human_bytes(others.logical_bytes).c_str());
+    std::printf("  and %llu other linear weights (%s) that --all-linear adds\n",
+                (unsigned long long)others.tensors, human_bytes(others.logical_bytes).c_str());
 }
 
 void print_tensor_list(const safetensors::Checkpoint& checkpoint, const QuantizedTensors& quantized) {
   std::printf("\n");
   for (const QuantizedTensor& tensor : quantized.tensors)
     std::printf("%-64s %-30s %-20s %s -> %s\n", tensor.base.c_str(), describe(tensor.state).c_str(),
-                safetensors::shape_string(tensor.state.shape).c_str(), human_bytes(tensor.logical_bytes()).c_str(),
-                human_bytes(tensor.stored_bytes()).c_str());
+                safetensors::shape_string(tensor.state.shape).c_str(),
+                human_bytes(tensor.logical_bytes()).c_str(), human_bytes(tensor.stored_bytes()).c_str());
   for (const auto& file : checkpoint.files())
     for (const TensorInfo& tensor : file->tensors())
       if (quantized.member_keys.count(tensor.name) == 0)
@@ -84,12 +86,14 @@ void print_tensor_list(const safetensors::Checkpoint& checkpoint, const Quantize
 }  // namespace
 
 int run_inspect(const InspectOptions& options) {
-  const safetensors::Checkpoint checkpoint(std::vector<std::filesystem::path>(options.inputs.begin(), options.inputs.end()));
+  const safetensors::Checkpoint checkpoint(
+      std::vector<std::filesystem::path>(options.inputs.begin(), options.inputs.end()));
   const QuantizedTensors quantized = find_quantized_tensors(checkpoint);
   uint64_t file_bytes = 0;
   for (const auto& file : checkpoint.files()) file_bytes += file->size_bytes();
   std::printf("%zu file%s, %zu tensors, %s on disk\n", checkpoint.files().size(),
-              checkpoint.files().size() == 1 ? "" : "s", checkpoint.tensor_count(), human_bytes(file_bytes).c_str());
+              checkpoint.files().size() == 1 ? "" : "s", checkpoint.tensor_count(),
+              human_bytes(file_bytes).c_str());
   Tally total;
   print_quantized(quantized, total);
   print_unquantized(checkpoint, quantized, total);

@@ -30,13 +30,15 @@ OutputPlan plan_outputs(const safetensors::Checkpoint& input, const fs::path& ou
   } else {
     std::error_code error;
     if (fs::exists(output, error) && !fs::is_directory(output, error))
-      throw safetensors::Error(output.string() + ": exists and is not a folder (name a .safetensors file or a folder)");
+      throw safetensors::Error(output.string() +
+                               ": exists and is not a folder (name a .safetensors file or a folder)");
     if (!fs::exists(output, error)) plan.folder_to_create = output;
     std::set<fs::path> names;
     for (const auto& source : input.files()) {
       const fs::path name = source->path().filename();
       if (!names.insert(name).second)
-        throw safetensors::Error("two input files are named " + name.string() + "; the output folder cannot hold both");
+        throw safetensors::Error("two input files are named " + name.string() +
+                                 "; the output folder cannot hold both");
       plan.files.push_back(OutputFile{output / name, {source.get()}});
     }
     if (input.is_sharded()) plan.index_path = output / "model.safetensors.index.json";

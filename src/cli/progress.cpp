@@ -47,8 +47,9 @@ void Progress::draw(bool final_line) {
   const double eta = rate > 0 ? (total_bytes_ - bytes_) / rate : 0.0;
   std::fprintf(stderr, "%s%s: %llu/%llu tensors, %.2f/%.2f GB, %.1f tensors/s, %.2f GB/s, %s %.1f s%s",
                interactive_ ? "\r" : "", verb_.c_str(), (unsigned long long)tensors_,
-               (unsigned long long)total_tensors_, bytes_ / 1e9, total_bytes_ / 1e9, tensors_ / seconds, rate / 1e9,
-               final_line ? "in" : "eta", final_line ? seconds : eta, final_line || !interactive_ ? "\n" : "   ");
+               (unsigned long long)total_tensors_, bytes_ / 1e9, total_bytes_ / 1e9, tensors_ / seconds,
+               rate / 1e9, final_line ? "in" : "eta", final_line ? seconds : eta,
+               final_line || !interactive_ ? "\n" : "   ");
   std::fflush(stderr);
 }
 

@@ -24,7 +24,8 @@ class QTensorView {
   QTensorView& operator=(const QTensorView&) = delete;
 
   // What moeq_dequantize reads and moeq_quantize fills in itself.
-  void describe(int32_t format, int32_t blocksize, bool nested, int32_t ndim, const int64_t* shape, DLDataType dtype);
+  void describe(int32_t format, int32_t blocksize, bool nested, int32_t ndim, const int64_t* shape,
+                DLDataType dtype);
   moeq_qtensor* get() { return &tensor_; }
 
  private:
@@ -34,7 +35,9 @@ class QTensorView {
 
 // Byte sizes of the buffers of a layout.
 uint64_t absmax_bytes(const moeq_quant_layout& layout);
-inline uint64_t nested_absmax_bytes(const moeq_quant_layout& layout) { return 4 * layout.nested_absmax_count; }
+inline uint64_t nested_absmax_bytes(const moeq_quant_layout& layout) {
+  return 4 * layout.nested_absmax_count;
+}
 inline uint64_t nested_code_bytes(const moeq_quant_layout& layout) { return 4 * layout.nested_code_count; }
 
 }  // namespace moeq::cli

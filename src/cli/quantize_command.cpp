@@ -30,8 +30,9 @@ using safetensors::Writer;
 moeq_quant_config config_of(const QuantizeOptions& options) {
   if (options.format != "nf4" && options.format != "fp4")
     throw Error("--format: expected nf4 or fp4, got '" + options.format + "'");
-  return moeq_quant_config{sizeof(moeq_quant_config), options.format == "nf4" ? MOEQ_FORMAT_NF4 : MOEQ_FORMAT_FP4,
-                           options.blocksize, options.double_quant ? 1 : 0};
+  return moeq_quant_config{sizeof(moeq_quant_config),
+                           options.format == "nf4" ? MOEQ_FORMAT_NF4 : MOEQ_FORMAT_FP4, options.blocksize,
+                           options.double_quant ? 1 : 0};
 }
 
 QuantState state_of(const moeq_quant_config& config, const TensorInfo& tensor) {
@@ -75,7 +76,8 @@ class CheckpointQuantizer {
           specs.push_back({tensor.name, tensor.dtype, tensor.shape});
           continue;
         }
-        for (TensorSpec& spec : bnb_tensor_specs(tensor.name, state_of(config_, tensor), quantized_layout(config_, tensor)))
+        for (TensorSpec& spec :
+             bnb_tensor_specs(tensor.name, state_of(config_, tensor), quantized_layout(config_, tensor)))
           specs.push_back(std::move(spec));
       }
     return std::make_unique<Writer>(file.path, std::move(specs), output_metadata(file));
@@ -120,7 +122,8 @@ class CheckpointQuantizer {
     }
     ++summary.quantized_tensors;
     summary.quantized_input_bytes += tensor.bytes();
-    summary.quantized_output_bytes += quantized_output_bytes(bnb_tensor_specs(tensor.name, state, bytes.layout));
+    summary.quantized_output_bytes +=
+        quantized_output_bytes(bnb_tensor_specs(tensor.name, state, bytes.layout));
   }
 
   moeq_quant_config config_;
@@ -151,7 +154,8 @@ QuantizeSummary quantize_into(const QuantizeOptions& options, const safetensors:
     for (const TensorInfo& tensor : source->tensors()) total_bytes += tensor.bytes();
   Progress progress("quantize", input.tensor_count(), total_bytes, options.show_progress);
   QuantizeSummary summary;
-  for (size_t i = 0; i < plan.files.size(); ++i) quantizer.fill(plan.files[i], *writers[i], progress, summary);
+  for (size_t i = 0; i < plan.files.size(); ++i)
+    quantizer.fill(plan.files[i], *writers[i], progress, summary);
   summary.seconds = progress.finish();
 
   // Every file is complete before any appears under its name.
@@ -186,13 +190,14 @@ QuantizeSummary quantize_checkpoint(const QuantizeOptions& options) {
 int run_quantize(const QuantizeOptions& options) {
   stop_on_interrupt();
   const QuantizeSummary summary = quantize_checkpoint(options);
-  std::printf("quantized %llu tensors (%.3f GB -> %.3f GB, %.1f%%), copied %llu unchanged; %.3f GB read in %.2f s "
-              "(%.2f GB/s)\n",
-              (unsigned long long)summary.quantized_tensors, summary.quantized_input_bytes / 1e9,
-              summary.quantized_output_bytes / 1e9,
-              100.0 * summary.quantized_output_bytes / std::max<uint64_t>(summary.quantized_input_bytes, 1),
-              (unsigned long long)summary.copied_tensors, summary.input_bytes / 1e9, summary.seconds,
-              summary.input_bytes / 1e9 / std::max(summary.seconds, 1e-9));
+  std::printf(
+      "quantized %llu tensors (%.3f GB -> %.3f GB, %.1f%%), copied %llu unchanged; %.3f GB read in %.2f s "
+      "(%.2f GB/s)\n",
+      (unsigned long long)summary.quantized_tensors, summary.quantized_input_bytes / 1e9,
+      summary.quantized_output_bytes / 1e9,
+      100.0 * summary.quantized_output_bytes / std::max<uint64_t>(summary.quantized_input_bytes, 1),
+      (unsigned long long)summary.copied_tensors, summary.input_bytes / 1e9, summary.seconds,
+      summary.input_bytes / 1e9 / std::max(summary.seconds, 1e-9));
   for (const std::string& path : summary.written) std::printf("wrote %s\n", path.c_str());
   if (summary.quantized_tensors == 0)
     std::fprintf(stderr, "note: no tensor matched the %s; the output is a copy of the input\n",

@@ -16,7 +16,8 @@ using safetensors::Dtype;
 using safetensors::Error;
 using safetensors::TensorRef;
 
-TensorRef require(const safetensors::Checkpoint& checkpoint, const std::string& key, const std::string& base) {
+TensorRef require(const safetensors::Checkpoint& checkpoint, const std::string& key,
+                  const std::string& base) {
   const TensorRef* found = checkpoint.find(key);
   if (found == nullptr) throw Error("4-bit tensor '" + base + "': '" + key + "' is missing");
   return *found;
@@ -24,11 +25,13 @@ TensorRef require(const safetensors::Checkpoint& checkpoint, const std::string& 
 
 // Entries are checked by dtype and byte size: bitsandbytes' own shapes
 // ([n, 1] for packed bytes) are a convention, not something to rely on.
-void expect_bytes(const TensorRef& ref, std::initializer_list<Dtype> dtypes, uint64_t bytes, const std::string& what) {
+void expect_bytes(const TensorRef& ref, std::initializer_list<Dtype> dtypes, uint64_t bytes,
+                  const std::string& what) {
   const bool dtype_ok = std::find(dtypes.begin(), dtypes.end(), ref.info->dtype) != dtypes.end();
   if (!dtype_ok || ref.info->bytes() != bytes)
-    throw Error("'" + ref.info->name + "': expected " + what + " (" + std::to_string(bytes) + " bytes), got " +
-                safetensors::dtype_name(ref.info->dtype) + " " + safetensors::shape_string(ref.info->shape));
+    throw Error("'" + ref.info->name + "': expected " + what + " (" + std::to_string(bytes) +
+                " bytes), got " + safetensors::dtype_name(ref.info->dtype) + " " +
+                safetensors::shape_string(ref.info->shape));
 }
 
 std::vector<float> read_floats(const QuantizedTensor& tensor, const TensorRef& ref) {
@@ -48,7 +51,8 @@ QuantizedTensor load(const safetensors::Checkpoint& checkpoint, const TensorRef&
   tensor.state = parse_quant_state(tensor.data(quant_state_ref), quant_state_ref.info->bytes(),
                                    "'" + quant_state_ref.info->name + "'");
   if (tensor.state.format != format)
-    throw Error("'" + quant_state_ref.info->name + "': its JSON says quant_type " + format_name(tensor.state.format));
+    throw Error("'" + quant_state_ref.info->name + "': its JSON says quant_type " +
+                format_name(tensor.state.format));
   if (tensor.state.shape.size() > MOEQ_MAX_DIMS)
     throw Error("'" + quant_state_ref.info->name + "': more than " + std::to_string(MOEQ_MAX_DIMS) + " dims");
   const moeq_quant_config config = tensor.state.config();
@@ -62,8 +66,9 @@ QuantizedTensor load(const safetensors::Checkpoint& checkpoint, const TensorRef&
   tensor.packed = require(checkpoint, keys.packed, base);
   expect_bytes(tensor.packed, {Dtype::U8, Dtype::I8}, layout.packed_bytes, "the packed 4-bit codes");
   tensor.absmax = require(checkpoint, keys.absmax, base);
-  expect_bytes(tensor.absmax, {tensor.state.nested ? Dtype::U8 : Dtype::F32}, absmax_bytes(layout),
-               std::to_string(layout.absmax_count) + (tensor.state.nested ? " uint8" : " float32") + " block scales");
+  expect_bytes(
+      tensor.absmax, {tensor.state.nested ? Dtype::U8 : Dtype::F32}, absmax_bytes(layout),
+      std::to_string(layout.absmax_count) + (tensor.state.nested ? " uint8" : " float32") + " block scales");
   tensor.quant_map = require(checkpoint, keys.quant_map, base);
   expect_bytes(tensor.quant_map, {Dtype::F32}, 16 * sizeof(float), "the 16 float32 code values");
   if (read_floats(tensor, tensor.quant_map) != code_table(format))
@@ -74,7 +79,8 @@ QuantizedTensor load(const safetensors::Checkpoint& checkpoint, const TensorRef&
     expect_bytes(tensor.nested_absmax, {Dtype::F32}, nested_absmax_bytes(layout),
                  std::to_string(layout.nested_absmax_count) + " float32 nested scales");
     tensor.nested_quant_map = require(checkpoint, keys.nested_quant_map, base);
-    expect_bytes(tensor.nested_quant_map, {Dtype::F32}, nested_code_bytes(layout), "the 256 float32 nested code values");
+    expect_bytes(tensor.nested_quant_map, {Dtype::F32}, nested_code_bytes(layout),
+                 "the 256 float32 nested code values");
   }
   return tensor;
 }
@@ -84,7 +90,8 @@ QuantizedTensor load(const safetensors::Checkpoint& checkpoint, const TensorRef&
 int64_t QuantizedTensor::numel() const { return layout.numel; }
 
 uint64_t QuantizedTensor::stored_bytes() const {
-  uint64_t bytes = packed.info->bytes() + absmax.info->bytes() + quant_map.info->bytes() + quant_state.info->bytes();
+  uint64_t bytes =
+      packed.info->bytes() + absmax.info->bytes() + quant_map.info->bytes() + quant_state.info->bytes();
   if (state.nested) bytes += nested_absmax.info->bytes() + nested_quant_map.info->bytes();
   return bytes;
 }

@@ -27,10 +27,16 @@ class CpuQuantizer final : public Quantizer {
       std::memcpy(aligned, data, tensor.bytes());
       data = aligned;
     }
-    DLTensor input{const_cast<void*>(data), {kDLCPU, 0}, static_cast<int32_t>(tensor.shape.size()),
-                   safetensors::to_dl_dtype(tensor.dtype), const_cast<int64_t*>(tensor.shape.data()), nullptr, 0};
+    DLTensor input{const_cast<void*>(data),
+                   {kDLCPU, 0},
+                   static_cast<int32_t>(tensor.shape.size()),
+                   safetensors::to_dl_dtype(tensor.dtype),
+                   const_cast<int64_t*>(tensor.shape.data()),
+                   nullptr,
+                   0};
     QTensorView out(layout, buffers_.prepare(layout), DLDevice{kDLCPU, 0});
-    check_status(moeq_quantize(&input, &config_, out.get(), nullptr, 0, nullptr), "quantize '" + tensor.name + "'");
+    check_status(moeq_quantize(&input, &config_, out.get(), nullptr, 0, nullptr),
+                 "quantize '" + tensor.name + "'");
     return buffers_.bytes();
   }
 
@@ -50,8 +56,9 @@ void check_status(moeq_status status, const std::string& what) {
 moeq_quant_layout quantized_layout(const moeq_quant_config& config, const safetensors::TensorInfo& tensor) {
   moeq_quant_layout layout{};
   layout.struct_size = sizeof(layout);
-  check_status(moeq_quantized_layout(&config, static_cast<int32_t>(tensor.shape.size()), tensor.shape.data(), &layout),
-               "'" + tensor.name + "'");
+  check_status(
+      moeq_quantized_layout(&config, static_cast<int32_t>(tensor.shape.size()), tensor.shape.data(), &layout),
+      "'" + tensor.name + "'");
   return layout;
 }
 
@@ -61,7 +68,8 @@ std::unique_ptr<Quantizer> make_quantizer(const std::string& device, const moeq_
 #if MOEQ_WITH_CUDA
   return make_cuda_quantizer(config);
 #else
-  throw safetensors::Error(std::string("--device cuda: this moeq was built without CUDA (") + moeq_build_info() + ")");
+  throw safetensors::Error(std::string("--device cuda: this moeq was built without CUDA (") +
+                           moeq_build_info() + ")");
 #endif
 }
 

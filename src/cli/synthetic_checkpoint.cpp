@@ -57,7 +57,8 @@ void fill(const TensorSpec& spec, uint64_t seed, uint8_t* bytes) {
   for (int64_t size : spec.shape) count *= size;
   const bool is_norm = spec.name.find("norm") != std::string::npos;
   uint64_t tensor_seed = seed ^ 0xcbf29ce484222325ull;  // FNV-1a of the name: the same on every platform
-  for (const char character : spec.name) tensor_seed = (tensor_seed ^ static_cast<uint8_t>(character)) * 0x100000001b3ull;
+  for (const char character : spec.name)
+    tensor_seed = (tensor_seed ^ static_cast<uint8_t>(character)) * 0x100000001b3ull;
   const int64_t streams = (count + kElementsPerStream - 1) / kElementsPerStream;
 #pragma omp parallel for schedule(dynamic)
   for (int64_t stream = 0; stream < streams; ++stream) {
@@ -76,7 +77,8 @@ void fill(const TensorSpec& spec, uint64_t seed, uint8_t* bytes) {
 std::string shard_name(int64_t shard, int64_t shards) {
   if (shards == 1) return "model.safetensors";
   char name[64];
-  std::snprintf(name, sizeof name, "model-%05lld-of-%05lld.safetensors", (long long)shard + 1, (long long)shards);
+  std::snprintf(name, sizeof name, "model-%05lld-of-%05lld.safetensors", (long long)shard + 1,
+                (long long)shards);
   return name;
 }
 
@@ -92,7 +94,8 @@ std::vector<std::vector<TensorSpec>> specs_by_shard(const SyntheticCheckpoint& c
   std::vector<std::vector<TensorSpec>> shards(static_cast<size_t>(c.shards));
   shards.front().push_back({"model.embed_tokens.weight", c.dtype, {c.vocabulary, c.hidden}});
   for (int64_t layer = 0; layer < c.layers; ++layer)
-    for (TensorSpec& spec : layer_specs(c, layer)) shards[layer * c.shards / c.layers].push_back(std::move(spec));
+    for (TensorSpec& spec : layer_specs(c, layer))
+      shards[layer * c.shards / c.layers].push_back(std::move(spec));
   shards.back().push_back({"model.norm.weight", c.dtype, {c.hidden}});
   shards.back().push_back({"lm_head.weight", c.dtype, {c.vocabulary, c.hidden}});
   return shards;
@@ -128,7 +131,8 @@ std::vector<std::filesystem::path> write_synthetic_checkpoint(const std::filesys
     writer.commit();
     written.push_back(folder / name);
   }
-  if (c.shards > 1) safetensors::write_sharded_index(folder / "model.safetensors.index.json", weight_map, total_size);
+  if (c.shards > 1)
+    safetensors::write_sharded_index(folder / "model.safetensors.index.json", weight_map, total_size);
   return written;
 }
 

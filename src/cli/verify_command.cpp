@@ -22,10 +22,12 @@ std::vector<std::filesystem::path> paths(const std::vector<std::string>& names) 
 }
 
 std::string short_format(const QuantState& state) {
-  return std::string(format_name(state.format)) + " b" + std::to_string(state.blocksize) + (state.nested ? " dq" : "");
+  return std::string(format_name(state.format)) + " b" + std::to_string(state.blocksize) +
+         (state.nested ? " dq" : "");
 }
 
-ErrorStats compare(const QuantizedTensor& tensor, const TensorRef& original, ScratchBuffer& aligned_original) {
+ErrorStats compare(const QuantizedTensor& tensor, const TensorRef& original,
+                   ScratchBuffer& aligned_original) {
   ChunkDequantizer dequantizer(tensor);
   const double half_step = half_code_step(code_table(tensor.state.format).data());
   const int64_t element_bytes = safetensors::dtype_bytes(original.info->dtype);
@@ -48,9 +50,10 @@ ErrorStats compare(const QuantizedTensor& tensor, const TensorRef& original, Scr
 
 std::string mismatch(const QuantizedTensor& tensor, const TensorInfo& original) {
   if (original.dtype != tensor.state.dtype || original.shape != tensor.state.shape)
-    return std::string("'") + tensor.base + "': the original is " + safetensors::dtype_name(original.dtype) + " " +
-           safetensors::shape_string(original.shape) + ", the 4-bit tensor says " +
-           safetensors::torch_dtype_name(tensor.state.dtype) + " " + safetensors::shape_string(tensor.state.shape);
+    return std::string("'") + tensor.base + "': the original is " + safetensors::dtype_name(original.dtype) +
+           " " + safetensors::shape_string(original.shape) + ", the 4-bit tensor says " +
+           safetensors::torch_dtype_name(tensor.state.dtype) + " " +
+           safetensors::shape_string(tensor.state.shape);
   return "";
 }
 
@@ -119,18 +122,19 @@ VerifyResult verify_checkpoint(const VerifyOptions& options) {
 
 int run_verify(const VerifyOptions& options) {
   const VerifyResult result = verify_checkpoint(options);
-  std::printf("%-60s %-11s %11s %11s %10s %11s\n", "4-bit tensor", "format", "mean|err|", "max|err|", "rel.err",
-              "err/bound");
+  std::printf("%-60s %-11s %11s %11s %10s %11s\n", "4-bit tensor", "format", "mean|err|", "max|err|",
+              "rel.err", "err/bound");
   for (const TensorReport& report : result.tensors) {
     const ErrorStats& errors = report.errors;
     std::printf("%-60s %-11s %11.3e %11.3e %10.3e %8.3f %s", report.name.c_str(), report.format.c_str(),
-                errors.mean_abs_error(), errors.max_abs_error, errors.relative_error(), errors.worst_bound_ratio,
-                errors.within_bound() ? "ok" : "FAIL");
+                errors.mean_abs_error(), errors.max_abs_error, errors.relative_error(),
+                errors.worst_bound_ratio, errors.within_bound() ? "ok" : "FAIL");
     if (errors.non_finite > 0) std::printf(" (%lld non-finite values skipped)", (long long)errors.non_finite);
     std::printf("\n");
   }
-  std::printf("%zu of %zu 4-bit tensors within the 4-bit error bound; %zu other tensors identical to the original\n",
-              result.within_bound, result.quantized_tensors, result.copied_identical);
+  std::printf(
+      "%zu of %zu 4-bit tensors within the 4-bit error bound; %zu other tensors identical to the original\n",
+      result.within_bound, result.quantized_tensors, result.copied_identical);
   for (const std::string& problem : result.problems) std::printf("problem: %s\n", problem.c_str());
   std::printf("%s\n", result.problems.empty() ? "verify: OK" : "verify: FAILED");
   return result.problems.empty() ? 0 : 1;

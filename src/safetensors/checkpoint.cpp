@@ -13,13 +13,15 @@ namespace {
 namespace fs = std::filesystem;
 
 bool has_suffix(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return text.size() >= suffix.size() &&
+         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::vector<fs::path> folder_entries_ending_in(const fs::path& folder, const std::string& suffix) {
   std::vector<fs::path> found;
   for (const fs::directory_entry& entry : fs::directory_iterator(folder))
-    if (entry.is_regular_file() && has_suffix(entry.path().filename().string(), suffix)) found.push_back(entry.path());
+    if (entry.is_regular_file() && has_suffix(entry.path().filename().string(), suffix))
+      found.push_back(entry.path());
   std::sort(found.begin(), found.end());
   return found;
 }
@@ -67,12 +69,14 @@ void Checkpoint::open_index(const fs::path& index_path) {
     const fs::path shard_path = index_path.parent_path() / shard;
     std::error_code error;
     if (!fs::is_regular_file(shard_path, error))
-      throw Error(index_path.string() + ": shard '" + shard + "' is missing (expected " + shard_path.string() + ")");
+      throw Error(index_path.string() + ": shard '" + shard + "' is missing (expected " +
+                  shard_path.string() + ")");
     shards[shard] = &open_file(shard_path);
   }
   for (const auto& [tensor, shard] : index.weight_map)
     if (const TensorRef* found = find(tensor); found == nullptr || found->file != shards.at(shard))
-      throw Error(index_path.string() + ": the index puts '" + tensor + "' in " + shard + ", which does not hold it");
+      throw Error(index_path.string() + ": the index puts '" + tensor + "' in " + shard +
+                  ", which does not hold it");
 }
 
 const File& Checkpoint::open_file(const fs::path& path) {
@@ -81,8 +85,8 @@ const File& Checkpoint::open_file(const fs::path& path) {
   for (const TensorInfo& tensor : file.tensors()) {
     const auto [existing, inserted] = by_name_.emplace(tensor.name, TensorRef{&file, &tensor});
     if (!inserted)
-      throw Error("tensor '" + tensor.name + "' is in both " + existing->second.file->path().string() + " and " +
-                  path.string());
+      throw Error("tensor '" + tensor.name + "' is in both " + existing->second.file->path().string() +
+                  " and " + path.string());
   }
   return file;
 }

@@ -9,7 +9,9 @@
 
 namespace moeq::safetensors {
 
-enum class Dtype { Bool, U8, I8, F8_E5M2, F8_E4M3, F8_E8M0, I16, U16, F16, BF16, I32, U32, F32, C64, F64, I64, U64 };
+enum class Dtype {
+  Bool, U8, I8, F8_E5M2, F8_E4M3, F8_E8M0, I16, U16, F16, BF16, I32, U32, F32, C64, F64, I64, U64
+};
 
 // nullopt for strings safetensors does not define and for its sub-byte types
 // (F4, F6_*), which have no byte address moeq could hand out.

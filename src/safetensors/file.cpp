@@ -25,15 +25,16 @@ File::File(std::filesystem::path path) : path_(std::move(path)), mapping_(path_)
                 " bytes, but a safetensors file starts with an 8-byte header length");
   const uint64_t header_bytes = read_little_endian_u64(mapping_.data());
   if (header_bytes > size - 8)
-    throw Error(where + "the header length " + std::to_string(header_bytes) + " runs past the end of the file (" +
-                std::to_string(size) + " bytes): truncated, or not a safetensors file");
+    throw Error(where + "the header length " + std::to_string(header_bytes) +
+                " runs past the end of the file (" + std::to_string(size) +
+                " bytes): truncated, or not a safetensors file");
   if (header_bytes > kMaxHeaderBytes)
-    throw Error(where + "the header length " + std::to_string(header_bytes) + " exceeds safetensors' limit of " +
-                std::to_string(kMaxHeaderBytes) + " bytes");
+    throw Error(where + "the header length " + std::to_string(header_bytes) +
+                " exceeds safetensors' limit of " + std::to_string(kMaxHeaderBytes) + " bytes");
   data_start_ = 8 + header_bytes;
   try {
-    header_ = parse_header(
-        std::string_view(reinterpret_cast<const char*>(mapping_.data()) + 8, header_bytes), size - data_start_);
+    header_ = parse_header(std::string_view(reinterpret_cast<const char*>(mapping_.data()) + 8, header_bytes),
+                           size - data_start_);
   } catch (const Error& error) {
     throw Error(where + error.what());
   }

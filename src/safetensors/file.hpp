@@ -24,8 +24,12 @@ class File {
   // The tensor's bytes, in place in the mapping (no alignment beyond 1 byte is
   // promised: another writer may not have aligned them).
   const uint8_t* data(const TensorInfo& tensor) const { return mapping_.data() + data_start_ + tensor.begin; }
-  void will_need(const TensorInfo& tensor) const { mapping_.will_need(data_start_ + tensor.begin, tensor.bytes()); }
-  void done_with(const TensorInfo& tensor) const { mapping_.done_with(data_start_ + tensor.begin, tensor.bytes()); }
+  void will_need(const TensorInfo& tensor) const {
+    mapping_.will_need(data_start_ + tensor.begin, tensor.bytes());
+  }
+  void done_with(const TensorInfo& tensor) const {
+    mapping_.done_with(data_start_ + tensor.begin, tensor.bytes());
+  }
 
  private:
   std::filesystem::path path_;

@@ -18,7 +18,8 @@ using nlohmann::json;
 std::string quoted(const std::string& name) { return "tensor '" + name + "'"; }
 
 uint64_t unsigned_field(const json& value, const std::string& what) {
-  if (!value.is_number_unsigned()) throw Error(what + ": expected a non-negative integer, got " + value.dump());
+  if (!value.is_number_unsigned())
+    throw Error(what + ": expected a non-negative integer, got " + value.dump());
   return value.get<uint64_t>();
 }
 
@@ -57,7 +58,8 @@ TensorInfo parse_tensor(const std::string& name, const json& entry) {
     throw Error(where + ": data_offsets must be [begin, end], got " + offsets.dump());
   info.begin = unsigned_field(offsets[0], where + ": data_offsets begin");
   info.end = unsigned_field(offsets[1], where + ": data_offsets end");
-  if (info.end < info.begin) throw Error(where + ": data_offsets " + offsets.dump() + " end before they begin");
+  if (info.end < info.begin)
+    throw Error(where + ": data_offsets " + offsets.dump() + " end before they begin");
   if (info.bytes() != static_cast<uint64_t>(bytes))
     throw Error(where + ": data_offsets " + offsets.dump() + " hold " + std::to_string(info.bytes()) +
                 " bytes, but " + dtype_name(info.dtype) + " " + shape.dump() + " needs " +
@@ -107,7 +109,8 @@ Header parse_header(std::string_view text, uint64_t data_bytes) {
   // instead, since two readers could disagree on which one is meant.
   std::set<std::string> names;
   std::string repeated;
-  const json::parser_callback_t refuse_repeated_names = [&](int depth, json::parse_event_t event, json& parsed) {
+  const json::parser_callback_t refuse_repeated_names = [&](int depth, json::parse_event_t event,
+                                                            json& parsed) {
     if (depth == 1 && event == json::parse_event_t::key && !names.insert(parsed.get<std::string>()).second &&
         repeated.empty())
       repeated = parsed.get<std::string>();
@@ -120,7 +123,8 @@ Header parse_header(std::string_view text, uint64_t data_bytes) {
     throw Error(std::string("the header is not valid JSON: ") + error.what());
   }
   if (!repeated.empty()) throw Error("the header names '" + repeated + "' twice");
-  if (!document.is_object()) throw Error("the header must be a JSON object, got " + std::string(document.type_name()));
+  if (!document.is_object())
+    throw Error("the header must be a JSON object, got " + std::string(document.type_name()));
 
   Header header;
   for (const auto& [name, entry] : document.items()) {

@@ -45,7 +45,8 @@ MappedFile::MappedFile(const std::filesystem::path& path) {
     if (mapping == MAP_FAILED) {
       const int saved = errno;
       ::close(fd);
-      throw Error(path.string() + ": cannot map " + std::to_string(size_) + " bytes: " + std::strerror(saved));
+      throw Error(path.string() + ": cannot map " + std::to_string(size_) +
+                  " bytes: " + std::strerror(saved));
     }
     data_ = static_cast<const uint8_t*>(mapping);
   }

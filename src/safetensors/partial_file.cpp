@@ -46,7 +46,8 @@ void PartialFile::write_at(uint64_t offset, const void* data, uint64_t bytes) {
     offset += static_cast<uint64_t>(done);
     bytes -= static_cast<uint64_t>(done);
   }
-  ::sync_file_range(fd_, static_cast<off_t>(first), static_cast<off_t>(total), SYNC_FILE_RANGE_WRITE);  // a hint
+  ::sync_file_range(fd_, static_cast<off_t>(first), static_cast<off_t>(total),
+                    SYNC_FILE_RANGE_WRITE);  // a hint
 }
 
 void PartialFile::commit() {

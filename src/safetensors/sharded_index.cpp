@@ -33,12 +33,14 @@ ShardedIndex read_sharded_index(const std::filesystem::path& path) {
     throw Error(where + "not valid JSON: " + error.what());
   }
   if (!document.is_object() || !document.contains("weight_map") || !document["weight_map"].is_object())
-    throw Error(where + "expected an object with a \"weight_map\" object, as model.safetensors.index.json has");
+    throw Error(where +
+                "expected an object with a \"weight_map\" object, as model.safetensors.index.json has");
 
   ShardedIndex index;
   index.path = path;
   for (const auto& [tensor, shard] : document["weight_map"].items()) {
-    if (!shard.is_string()) throw Error(where + "weight_map['" + tensor + "']: expected a file name, got " + shard.dump());
+    if (!shard.is_string())
+      throw Error(where + "weight_map['" + tensor + "']: expected a file name, got " + shard.dump());
     const std::string name = shard.get<std::string>();
     if (!is_plain_file_name(name))
       throw Error(where + "weight_map['" + tensor + "'] = '" + name +
@@ -48,12 +50,13 @@ ShardedIndex read_sharded_index(const std::filesystem::path& path) {
   }
   if (index.weight_map.empty()) throw Error(where + "the weight_map is empty");
   std::sort(index.shard_names.begin(), index.shard_names.end());
-  index.shard_names.erase(std::unique(index.shard_names.begin(), index.shard_names.end()), index.shard_names.end());
+  index.shard_names.erase(std::unique(index.shard_names.begin(), index.shard_names.end()),
+                          index.shard_names.end());
   return index;
 }
 
-void write_sharded_index(const std::filesystem::path& path, const std::map<std::string, std::string>& weight_map,
-                         uint64_t total_size) {
+void write_sharded_index(const std::filesystem::path& path,
+                         const std::map<std::string, std::string>& weight_map, uint64_t total_size) {
   nlohmann::ordered_json document;
   document["metadata"] = {{"total_size", total_size}};
   document["weight_map"] = weight_map;

@@ -22,7 +22,7 @@ ShardedIndex read_sharded_index(const std::filesystem::path& path);
 
 // Writes {"metadata": {"total_size": ...}, "weight_map": {...}} as transformers
 // does, through a temporary file. Throws Error.
-void write_sharded_index(const std::filesystem::path& path, const std::map<std::string, std::string>& weight_map,
-                         uint64_t total_size);
+void write_sharded_index(const std::filesystem::path& path,
+                         const std::map<std::string, std::string>& weight_map, uint64_t total_size);
 
 }  // namespace moeq::safetensors

@@ -37,7 +37,8 @@ Writer::Writer(std::filesystem::path path, std::vector<TensorSpec> tensors,
   file_bytes_ = data_start_ + offset;
   file_.reserve(file_bytes_);
   uint8_t length[8];
-  for (int i = 0; i < 8; ++i) length[i] = static_cast<uint8_t>(static_cast<uint64_t>(header_text.size()) >> (8 * i));
+  for (int i = 0; i < 8; ++i)
+    length[i] = static_cast<uint8_t>(static_cast<uint64_t>(header_text.size()) >> (8 * i));
   file_.write_at(0, length, 8);
   file_.write_at(8, header_text.data(), header_text.size());
 }

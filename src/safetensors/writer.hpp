@@ -24,7 +24,8 @@ class Writer {
   // Lays out every tensor (largest element size first, so each is aligned to its
   // own size), writes the header to a temporary file beside `path` and reserves
   // the file's whole size. Throws Error.
-  Writer(std::filesystem::path path, std::vector<TensorSpec> tensors, std::map<std::string, std::string> metadata);
+  Writer(std::filesystem::path path, std::vector<TensorSpec> tensors,
+         std::map<std::string, std::string> metadata);
 
   // Writes the whole of one tensor; `bytes` must be its exact size. Any order.
   void write(const std::string& name, const void* data, uint64_t bytes);
