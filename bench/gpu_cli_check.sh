@@ -7,7 +7,8 @@
 #   bench/gpu_cli_check.sh prepare   on the build machine: a snapshot of HEAD in .gpu_cli/
 #                                    plus the build dependencies that
 #                                    `bench/gpu_quant_check.sh prepare` gathered in .gpu_quant/
-#   bench/gpu_cli_check.sh           on the GPU machine (carry .gpu_cli and .whl)
+#   bench/gpu_cli_check.sh           on the GPU machine (carry .gpu_cli and .whl);
+#                                    LAYERS=4 halves the checkpoint (default 8: ~10 GB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -41,7 +42,7 @@ gpu_check() {
       -DMOEQ_CBLAS_LIBRARY="$deps/blas/lib/libblas.so.3" &&
     ninja -C $build -j"$(nproc)" moeq_cli moeq_make_checkpoint) > "$out/build.log" 2>&1 ||
     { tail -40 "$out/build.log"; exit 1; }
-  "$build/bench/moeq_make_checkpoint" "$work/original" --layers 8 --experts 64 --hidden 2048 \
+  "$build/bench/moeq_make_checkpoint" "$work/original" --layers "${LAYERS:-8}" --experts 64 --hidden 2048 \
     --intermediate 1536 --vocabulary 32768 --shards 4
   local input_bytes
   input_bytes=$(du -cb "$work/original"/*.safetensors | tail -1 | cut -f1)
