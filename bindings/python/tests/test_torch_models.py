@@ -15,28 +15,33 @@ DEVICE = "cuda" if torch.cuda.is_available() and moeq.cuda_available() else "cpu
 LORA_TARGETS = ["gate_up_proj", "down_proj"]
 
 
-def qwen3_moe():
-    config = transformers.Qwen3MoeConfig(
-        vocab_size=128, hidden_size=128, intermediate_size=256, moe_intermediate_size=64,
-        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
-        num_experts=8, num_experts_per_tok=2, decoder_sparse_step=1)
+# Each builder takes config overrides (the end-to-end training test builds larger ones).
+def qwen3_moe(**sizes):
+    config = transformers.Qwen3MoeConfig(**{
+        "vocab_size": 128, "hidden_size": 128, "intermediate_size": 256,
+        "moe_intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": 32, "num_experts": 8, "num_experts_per_tok": 2,
+        "decoder_sparse_step": 1, **sizes})
     return transformers.Qwen3MoeForCausalLM(config)
 
 
-def gpt_oss():
-    config = transformers.GptOssConfig(
-        vocab_size=128, hidden_size=128, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=32, num_local_experts=8,
-        num_experts_per_tok=2, layer_types=["full_attention"] * 2)
+def gpt_oss(**sizes):
+    layers = sizes.get("num_hidden_layers", 2)
+    config = transformers.GptOssConfig(**{
+        "vocab_size": 128, "hidden_size": 128, "intermediate_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32,
+        "num_local_experts": 8, "num_experts_per_tok": 2,
+        "layer_types": ["full_attention"] * layers, **sizes})
     return transformers.GptOssForCausalLM(config)
 
 
-def glm4_moe_lite():
-    config = transformers.Glm4MoeLiteConfig(
-        vocab_size=128, hidden_size=128, intermediate_size=256, moe_intermediate_size=64,
-        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, n_routed_experts=8,
-        n_shared_experts=1, num_experts_per_tok=2, kv_lora_rank=32, q_lora_rank=48,
-        qk_rope_head_dim=16, qk_nope_head_dim=32, v_head_dim=32)
+def glm4_moe_lite(**sizes):
+    config = transformers.Glm4MoeLiteConfig(**{
+        "vocab_size": 128, "hidden_size": 128, "intermediate_size": 256,
+        "moe_intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 4, "n_routed_experts": 8, "n_shared_experts": 1,
+        "num_experts_per_tok": 2, "kv_lora_rank": 32, "q_lora_rank": 48,
+        "qk_rope_head_dim": 16, "qk_nope_head_dim": 32, "v_head_dim": 32, **sizes})
     return transformers.Glm4MoeLiteForCausalLM(config)
 
 
@@ -70,6 +75,16 @@ def test_quantized_experts_match_dense_experts_on_dequantized_weights(name):
     with torch.no_grad():
         torch.testing.assert_close(model(tokens()).logits, reference(tokens()).logits,
                                    rtol=2e-3, atol=2e-3)
+
+
+def test_casting_a_quantized_model_leaves_its_4bit_statistics_alone():
+    model, reference = quantized_and_reference(qwen3_moe)
+    model.to(torch.bfloat16), reference.to(torch.bfloat16)
+    experts = [m for m in model.modules() if isinstance(m, moeq.torch.MoeqExperts)]
+    assert {b.dtype for m in experts for b in m.buffers()} == {torch.uint8, torch.float32}
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens()).logits, reference(tokens()).logits,
+                                   rtol=3e-2, atol=3e-2)
 
 
 def test_expert_weight_memory_is_under_30_percent_of_bf16():

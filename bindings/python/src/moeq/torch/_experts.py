@@ -70,10 +70,17 @@ class MoeqExperts(nn.Module):
         return meta["cache"][1]
 
     def _apply(self, fn, recurse=True):
-        # Moving or casting must never materialise the placeholders at full size.
+        # Moving or casting must never materialise the placeholders at full size, and a cast
+        # (model.to(torch.bfloat16), .half()) must leave the 4-bit statistics (float32 absmax,
+        # nested code...) as they are: those buffers follow the device only.
         for name in PROJECTIONS:
             del self._parameters[name]
+        quantized = {f"{name}_{field}": self._buffers.pop(f"{name}_{field}")
+                     for name in PROJECTIONS for field in self._quantized[name]["fields"]}
         super()._apply(fn, recurse)
+        for key, buffer in quantized.items():
+            moved = fn(buffer)
+            self._buffers[key] = moved if moved.dtype == buffer.dtype else buffer.to(moved.device)
         for name in PROJECTIONS:
             device = getattr(self, f"{name}_packed").device
             self._parameters[name] = _shape_placeholder(self._quantized[name]["shape"], device)
