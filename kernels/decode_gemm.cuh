@@ -87,8 +87,9 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_gemm_kernel(const RowsG
       }
 #pragma unroll
       for (int h = 0; h < 2; ++h)
-        x_vector[u][h] = present && row_valid[h] ? __ldg(reinterpret_cast<const uint4*>(x_row[h] + depth0))
-                                                 : make_uint4(0u, 0u, 0u, 0u);
+        x_vector[u][h] = present && row_valid[h]
+                             ? __ldg(reinterpret_cast<const uint4*>(x_row[h] + depth0))
+                             : make_uint4(0u, 0u, 0u, 0u);
     }
 #pragma unroll
     for (int u = 0; u < kDecodeChunksInFlight; ++u)

@@ -7,12 +7,14 @@
 
 #include "cuda_check.cuh"
 #include "depth_loop.cuh"
+#include "dequant_pipeline.cuh"
 #include "expert_schedule.cuh"
 #include "mma_sync.cuh"
 #include "tile_loaders.cuh"
 
 #include <atomic>
 #include <string>
+#include <type_traits>
 
 namespace moeq::cuda {
 
@@ -38,11 +40,11 @@ struct RowsGemmParams {
 };
 
 // A tile of a strided view: tile rows follow `depth` when depth_major, else the index.
-template <class Tile, int Threads>
-__device__ __forceinline__ StridedLoader<Tile, Threads> strided_loader(
+template <class Tile, int Threads, int LoadsInFlight>
+__device__ __forceinline__ StridedLoader<Tile, Threads, LoadsInFlight> strided_loader(
     const StridedView& view, int64_t expert, bool depth_major, int64_t index_limit,
     int64_t depth_limit, float scale) {
-  StridedLoader<Tile, Threads> loader;
+  StridedLoader<Tile, Threads, LoadsInFlight> loader;
   loader.data = view.data;
   loader.type = view.type;
   loader.offset = expert * view.expert_stride;
@@ -59,6 +61,24 @@ struct RowsGemmSmem {
   OperandStage<Accumulator> stage[2];
   CodeTable table;
 };
+// The dequantizing GEMM with 16-bit activations: the pipeline's ring, whose memory
+// the LoRA depth steps reuse as two plain stages once the ring has drained.
+template <class Accumulator>
+struct PipelinedGemmSmem {
+  union {
+    PipelineSmem<Accumulator> pipeline;
+    OperandStage<Accumulator> stage[2];
+  };
+  CodeTable table;
+};
+
+template <class Activation, class Shape, bool kQuantized, bool kBTransposed>
+struct RowsGemmTypes {
+  using Accumulator = BlockAccumulator<Shape, OperandOf<Activation>, false, kBTransposed>;
+  using ARows = RowsLoader<Activation, typename Accumulator::ATile, Shape::kThreads>;
+  static constexpr bool kPipelined = kQuantized && ARows::kDirect;
+  using Smem = std::conditional_t<kPipelined, PipelinedGemmSmem<Accumulator>, RowsGemmSmem<Accumulator>>;
+};
 
 // kQuantized: B of the first pair is `weight` (else `factor`). kBTransposed: B
 // tiles are stored [depth][column] (the weight's D1 is the depth) instead of
@@ -69,9 +89,9 @@ struct RowsGemmSmem {
 template <class Activation, class Shape, bool kQuantized, bool kBTransposed, bool kLora>
 __global__ void __launch_bounds__(Shape::kThreads, OperandOf<Activation>::kTerms == 1 ? Shape::kMinBlocks : 1)
 rows_gemm_kernel(const RowsGemmParams p) {
-  using Operand = OperandOf<Activation>;
-  using Accumulator = BlockAccumulator<Shape, Operand, false, kBTransposed>;
-  using Smem = RowsGemmSmem<Accumulator>;
+  using Types = RowsGemmTypes<Activation, Shape, kQuantized, kBTransposed>;
+  using Accumulator = typename Types::Accumulator;
+  using Smem = typename Types::Smem;
   extern __shared__ uint4 smem_words[];
   Smem& smem = *reinterpret_cast<Smem*>(smem_words);
 
@@ -84,11 +104,14 @@ rows_gemm_kernel(const RowsGemmParams p) {
     __syncthreads();
   }
 
+  // Element loads in flight per thread for the rank-r operands: the dequantizing
+  // GEMM's accumulators and 2-blocks-per-SM budget leave room for 4 (more spill).
+  constexpr int kStridedLoads = kQuantized ? 4 : 16;
   Accumulator accumulator;
   accumulator.zero();
   using ATile = typename Accumulator::ATile;
   using BTile = typename Accumulator::BTile;
-  RowsLoader<Activation, ATile, Shape::kThreads> a_rows{p.rows, row_end};
+  typename Types::ARows a_rows{p.rows, row_end};
   const int64_t first_steps = (p.depth + Shape::kDepth - 1) / Shape::kDepth;
   // B tile coordinates of depth step `step` in the weight's (D1, D2) or the tile's (row, col).
   auto first_position = [&](int64_t step, int64_t* a_row, int64_t* a_col, int64_t* b_row,
@@ -98,21 +121,24 @@ rows_gemm_kernel(const RowsGemmParams p) {
     *b_row = kBTransposed ? step * Shape::kDepth : col0;
     *b_col = kBTransposed ? col0 : step * Shape::kDepth;
   };
-  if constexpr (kQuantized) {
+  if constexpr (Types::kPipelined) {
+    QuantRingLoader<BTile, Shape::kThreads> b_weight{p.weight, expert, &smem.table};
+    run_dequant_pipeline(accumulator, smem.pipeline, a_rows, b_weight, first_steps, first_position);
+  } else if constexpr (kQuantized) {
     QuantLoader<BTile, Shape::kThreads> b_weight{p.weight, expert, &smem.table};
     run_depth_steps(accumulator, smem.stage, a_rows, b_weight, first_steps, first_position);
   } else {
-    auto b_factor = strided_loader<BTile, Shape::kThreads>(p.factor, expert, kBTransposed, p.cols,
-                                                           p.depth, 1.0f);
+    auto b_factor = strided_loader<BTile, Shape::kThreads, kStridedLoads>(p.factor, expert, kBTransposed,
+                                                                          p.cols, p.depth, 1.0f);
     run_depth_steps(accumulator, smem.stage, a_rows, b_factor, first_steps, first_position);
   }
 
   if constexpr (kLora) {
     if (p.rank > 0) {
-      auto a_lora = strided_loader<ATile, Shape::kThreads>(p.lora_rows, 0, false, row_end, p.rank,
-                                                           p.lora_scale);
-      auto b_lora = strided_loader<BTile, Shape::kThreads>(p.lora_weight, expert, kBTransposed,
-                                                           p.cols, p.rank, 1.0f);
+      auto a_lora = strided_loader<ATile, Shape::kThreads, kStridedLoads>(p.lora_rows, 0, false, row_end,
+                                                                          p.rank, p.lora_scale);
+      auto b_lora = strided_loader<BTile, Shape::kThreads, kStridedLoads>(p.lora_weight, expert, kBTransposed,
+                                                                          p.cols, p.rank, 1.0f);
       run_depth_steps(accumulator, smem.stage, a_lora, b_lora, (p.rank + Shape::kDepth - 1) / Shape::kDepth,
                       first_position);
     }
@@ -150,7 +176,7 @@ void launch_rows_gemm(const RowsGemmParams& params, int64_t row_tiles, cudaStrea
                                 "-row tiles for a " + std::to_string(Shape::kRows) + "-row kernel");
   const int64_t col_tiles = (params.cols + Shape::kCols - 1) / Shape::kCols;
   if (row_tiles == 0 || col_tiles == 0) return;
-  using Smem = RowsGemmSmem<BlockAccumulator<Shape, OperandOf<Activation>, false, kBTransposed>>;
+  using Smem = typename RowsGemmTypes<Activation, Shape, kQuantized, kBTransposed>::Smem;
   constexpr auto kernel = rows_gemm_kernel<Activation, Shape, kQuantized, kBTransposed, kLora>;
   allow_dynamic_smem<kernel>(sizeof(Smem));
   kernel<<<dim3(static_cast<unsigned>(row_tiles), static_cast<unsigned>(col_tiles)), Shape::kThreads,

@@ -45,10 +45,12 @@ constexpr int64_t kDecodeMeanRows = 32;
 // keep the 4-bit weight tile (one 32-element chunk per thread and step) small next
 // to the products it feeds; 2 blocks per SM hide the loads of the next step.
 using DequantGemmShape = TileShape<kTrainingRowTile, 128, 64, 2, 4, 2>;
-// x A^T and dY B: the rank-r projections (r <= 256, so narrow column tiles), one
-// warp per 32 rows.
-template <int RowTile>
-using LoraProjectShape = TileShape<RowTile, 32, 32, (RowTile >= 32 ? RowTile / 32 : 1), 1>;
+// x A^T and dY B: the rank-r projections (r <= 256, so narrow column tiles). Each
+// depth step waits for one round trip of the factor's element loads, so the steps
+// are deep; the decode tile, with few rows to share a factor tile, splits its
+// columns over two warps to keep the per-thread loads at 64.
+using TrainingProjectShape = TileShape<kTrainingRowTile, 32, 64, 4, 1>;
+using DecodeProjectShape = TileShape<kDecodeRowTile, 32, 128, 1, 2>;
 // dA = s (dY B)^T x and dB = s dY^T (x A^T): reductions over an expert's rows.
 using LoraGradShape = TileShape<64, 64, 32, 2, 2>;
 

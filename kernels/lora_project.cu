@@ -8,11 +8,9 @@ void launch_lora_project(ScalarType activation, const RowsGemmParams& params, in
   dispatch_scalar(activation, [&](auto tag) {
     using Activation = decltype(tag);
     if (params.schedule.row_tile == kDecodeRowTile)
-      launch_rows_gemm<Activation, LoraProjectShape<kDecodeRowTile>, false, false, false>(params, row_tiles,
-                                                                                           stream);
+      launch_rows_gemm<Activation, DecodeProjectShape, false, false, false>(params, row_tiles, stream);
     else
-      launch_rows_gemm<Activation, LoraProjectShape<kTrainingRowTile>, false, false, false>(params, row_tiles,
-                                                                                            stream);
+      launch_rows_gemm<Activation, TrainingProjectShape, false, false, false>(params, row_tiles, stream);
   });
 }
 

@@ -116,10 +116,22 @@ struct RowsLoader {
 
 // Tile element (r, c) = scale * data[offset + (row0 + r) * row_stride + (col0 + c) * col_stride]
 // of a runtime dtype, zero at or past (row_limit, col_limit). For the small rank-r
-// operands (LoRA factors, x A^T, dY B): element loads, done at commit time.
-template <class Tile, int Threads>
+// operands (LoRA factors, x A^T, dY B): element loads at commit time, issued
+// LoadsInFlight at a time before the first is used, so a tile costs a few memory
+// latencies rather than one per element; a kernel whose accumulators fill the
+// registers asks for fewer.
+template <class Tile, int Threads, int LoadsInFlight = 16>
 struct StridedLoader {
   using Operand = typename Tile::OperandType;
+  static constexpr int kPerThread = (Tile::kRows * Tile::kCols + Threads - 1) / Threads;
+  static constexpr int kBatch = kPerThread < LoadsInFlight ? kPerThread : LoadsInFlight;
+  // This thread's element i: column first_c + Threads * (i % kPassesPerRow) of row
+  // first_r + kRowsPerPass * (i / kPassesPerRow), so offsets are the thread's first
+  // plus multiples of two strides (no 64-bit product per element).
+  static_assert(Threads % Tile::kCols == 0 || Tile::kCols % Threads == 0,
+                "a pass of the threads covers whole rows or a row whole passes");
+  static constexpr int kRowsPerPass = Threads >= Tile::kCols ? Threads / Tile::kCols : 1;
+  static constexpr int kPassesPerRow = Threads >= Tile::kCols ? 1 : Tile::kCols / Threads;
 
   const void* data;
   ScalarType type;
@@ -137,19 +149,61 @@ struct StridedLoader {
     col0 = first_col;
   }
 
-  __device__ __forceinline__ void commit(Tile& tile) const {
-    for (int index = threadIdx.x; index < Tile::kRows * Tile::kCols; index += Threads) {
-      const int r = index / Tile::kCols;
-      const int c = index % Tile::kCols;
-      const int64_t row = row0 + r;
-      const int64_t col = col0 + c;
-      const float value = row < row_limit && col < col_limit
-                              ? scale * load_as_float(data, type, offset + row * row_stride + col * col_stride)
-                              : 0.0f;
-      typename Operand::Element terms[Operand::kTerms];
-      split_terms<Operand>(value, terms);
+  static __device__ __forceinline__ float as_float(float value) { return value; }
+  static __device__ __forceinline__ float as_float(__half value) { return __half2float(value); }
+  static __device__ __forceinline__ float as_float(__nv_bfloat16 value) { return __bfloat162float(value); }
+
+  // Whether this thread's element i lies in the tile and inside the limits.
+  __device__ __forceinline__ bool in_range(int i, int first_r, int64_t rows_left, int64_t cols_left) const {
+    const int pass_row = i / kPassesPerRow;
+    const int pass_col = i % kPassesPerRow;
+    return i < kPerThread && first_r + kRowsPerPass * pass_row < Tile::kRows &&
+           kRowsPerPass * pass_row < rows_left && Threads * pass_col < cols_left;
+  }
+
+  // value[j] = this thread's element first + j, scaled; zero outside the tile and the limits.
+  template <class Stored>
+  __device__ __forceinline__ void load_batch(int first, float (&value)[kBatch]) const {
+    const int first_r = threadIdx.x / Tile::kCols;
+    const int first_c = threadIdx.x % Tile::kCols;
+    const int64_t rows_left = row_limit - (row0 + first_r);
+    const int64_t cols_left = col_limit - (col0 + first_c);
+    const Stored* origin = static_cast<const Stored*>(data) + offset + (row0 + first_r) * row_stride +
+                           (col0 + first_c) * col_stride;
+    const int64_t row_step = kRowsPerPass * row_stride;
+    const int64_t col_step = Threads * col_stride;
+    Stored raw[kBatch];
 #pragma unroll
-      for (int term = 0; term < Operand::kTerms; ++term) tile.data[term][r][c] = terms[term];
+    for (int j = 0; j < kBatch; ++j)
+      if (in_range(first + j, first_r, rows_left, cols_left))
+        raw[j] = __ldg(origin + (first + j) / kPassesPerRow * row_step +
+                       (first + j) % kPassesPerRow * col_step);
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j)
+      value[j] = in_range(first + j, first_r, rows_left, cols_left) ? scale * as_float(raw[j]) : 0.0f;
+  }
+
+  __device__ __forceinline__ void commit(Tile& tile) const {
+    const int first_r = threadIdx.x / Tile::kCols;
+    const int first_c = threadIdx.x % Tile::kCols;
+#pragma unroll 1
+    for (int first = 0; first < kPerThread; first += kBatch) {
+      float value[kBatch];
+      switch (type) {
+        case ScalarType::Float16: load_batch<__half>(first, value); break;
+        case ScalarType::BFloat16: load_batch<__nv_bfloat16>(first, value); break;
+        case ScalarType::Float32: load_batch<float>(first, value); break;
+      }
+#pragma unroll
+      for (int j = 0; j < kBatch; ++j) {
+        const int r = first_r + kRowsPerPass * ((first + j) / kPassesPerRow);
+        const int c = first_c + Threads * ((first + j) % kPassesPerRow);
+        if (first + j >= kPerThread || r >= Tile::kRows) break;
+        typename Operand::Element terms[Operand::kTerms];
+        split_terms<Operand>(value[j], terms);
+#pragma unroll
+        for (int term = 0; term < Operand::kTerms; ++term) tile.data[term][r][c] = terms[term];
+      }
     }
   }
 };
