@@ -1,6 +1,7 @@
 // Checks of borrowed DLTensor arguments (see tensor_check.hpp).
 #include "core/tensor_check.hpp"
 
+#include <algorithm>
 #include <limits>
 #include <sstream>
 
@@ -47,6 +48,21 @@ const DLTensor& require_tensor(const DLTensor* tensor, const std::string& name) 
   for (int32_t i = 0; i < tensor->ndim; ++i)
     if (tensor->shape[i] < 0)
       fail_argument(name, "expected non-negative sizes, got " + shape_string(*tensor));
+  element_count(*tensor, name);
+  // Every offset the strides reach must be a byte offset of 64 bits, so that no
+  // later index computation can overflow (such a tensor describes no real memory).
+  if (tensor->strides != nullptr) {
+    const __int128 element_bytes = std::max(1, (tensor->dtype.bits * tensor->dtype.lanes + 7) / 8);
+    __int128 reach = 0;
+    for (int32_t i = 0; i < tensor->ndim; ++i) {
+      const __int128 stride = tensor->strides[i];
+      reach += static_cast<__int128>(std::max<int64_t>(tensor->shape[i] - 1, 0)) *
+               (stride < 0 ? -stride : stride);
+    }
+    if ((reach + 1) * element_bytes > std::numeric_limits<int64_t>::max())
+      fail_argument(name, "sizes and strides reach past 2^63 bytes, got shape " +
+                              shape_string(*tensor));
+  }
   return *tensor;
 }
 
@@ -74,7 +90,15 @@ void* data_pointer(const DLTensor& tensor, const std::string& name) {
     if (element_count(tensor, name) == 0) return nullptr;
     fail_argument(name, "data pointer is NULL");
   }
-  return static_cast<char*>(tensor.data) + tensor.byte_offset;
+  char* first = static_cast<char*>(tensor.data) + tensor.byte_offset;
+  // Elements are read whole (a misaligned float is undefined behaviour on the CPU
+  // and a fault on the GPU), so they must sit at multiples of their size.
+  const uintptr_t lane_bytes = (tensor.dtype.bits + 7u) / 8u;
+  if (lane_bytes > 1 && (lane_bytes & (lane_bytes - 1)) == 0 &&
+      reinterpret_cast<uintptr_t>(first) % lane_bytes != 0)
+    fail_argument(name, "expected data + byte_offset aligned to " + std::to_string(lane_bytes) +
+                            " bytes (the size of a " + dtype_name(tensor.dtype) + " element)");
+  return first;
 }
 
 ScalarType float_type(const DLTensor& tensor, const std::string& name) {
@@ -95,14 +119,21 @@ void expect_ndim(const DLTensor& tensor, int ndim, const std::string& name,
 }
 
 int64_t element_count(int32_t ndim, const int64_t* shape, const std::string& name) {
-  int64_t count = 1;
+  // Sizes of 0 count as 1 in the bound, so that the product of any subset of the
+  // sizes (a compact stride) fits too.
+  int64_t bound = 1;
+  bool empty = false;
   for (int32_t i = 0; i < ndim; ++i) {
     if (shape[i] < 0) fail_argument(name, "expected non-negative sizes");
-    if (shape[i] != 0 && count > std::numeric_limits<int64_t>::max() / 8 / shape[i])
+    if (shape[i] == 0) {
+      empty = true;
+      continue;
+    }
+    if (bound > std::numeric_limits<int64_t>::max() / 8 / shape[i])
       fail_argument(name, "element count overflows: sizes too large");
-    count *= shape[i];
+    bound *= shape[i];
   }
-  return count;
+  return empty ? 0 : bound;
 }
 
 int64_t element_count(const DLTensor& tensor, const std::string& name) {

@@ -49,6 +49,7 @@ inline void expect_blas_sizes(const ExpertGemmShape& shape,
   expect_int(shape.rows, "M (rows of x)");
   expect_int(shape.in_features, "K (in features)");
   expect_int(shape.out_features, "N (out features)");
+  expect_int(shape.rank, "r (LoRA rank)");
   for (const NamedMatrix& matrix : matrices)
     if (matrix.tensor.present())
       expect_int(matrix.tensor.stride[0], std::string(matrix.name) + " row stride");
