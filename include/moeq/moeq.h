@@ -15,7 +15,12 @@
  *     moeq_last_error() names the argument and what was expected of it, and no
  *     output has been written (checks run before any kernel).
  *   - Tensors are borrowed DLTensor views (DLPack >= 1.0). All tensors of one call
- *     live on one device; a mismatch is an error, never a silent copy.
+ *     live on one device; a mismatch is an error, never a silent copy. Each one's
+ *     first element (data + byte_offset) is aligned to the size of its dtype, and
+ *     its sizes and strides reach no further than 2^63 bytes.
+ *   - Any number of threads may call at once. On the CPU the same inputs give the
+ *     same bytes run after run and at any OpenMP thread count (no reduction runs
+ *     in an order that depends on timing).
  *   - `stream` is a cudaStream_t (NULL = the legacy default stream) for CUDA
  *     tensors and is ignored for CPU tensors. GPU calls never synchronise the
  *     host and can be captured in a CUDA graph when the caller passes a workspace.

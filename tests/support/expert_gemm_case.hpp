@@ -250,6 +250,27 @@ inline moeq_expert_gemm_args forward_args(ExpertGemmInputs& in, DLTensor* y,
   return args;
 }
 
+// The backward's arguments over a case's inputs and grad_y, from x (no saved
+// x_lora_a), writing the gradients given (NULL: not asked for).
+inline moeq_expert_gemm_grad_args backward_args(ExpertGemmInputs& in, const DLTensor* grad_y,
+                                                DLTensor* grad_x, DLTensor* grad_lora_a,
+                                                DLTensor* grad_lora_b) {
+  moeq_expert_gemm_grad_args args{};
+  args.struct_size = sizeof(args);
+  args.x = in.x.dl();
+  args.weight = in.weight.q();
+  args.weight_layout = in.spec.layout;
+  args.group_end = in.group_end.dl();
+  args.lora_a = in.lora_a_dl();
+  args.lora_b = in.lora_b_dl();
+  args.lora_scale = in.spec.lora_scale;
+  args.grad_y = grad_y;
+  args.grad_x = grad_x;
+  args.grad_lora_a = grad_lora_a;
+  args.grad_lora_b = grad_lora_b;
+  return args;
+}
+
 // ---------------------------------------------------------------- references
 
 // x_e · A_eᵀ for every routed row: [routed, r].
