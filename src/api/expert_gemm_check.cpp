@@ -3,7 +3,9 @@
 
 #include "api/qtensor_check.hpp"
 
+#include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace moeq {
@@ -68,6 +70,30 @@ StridedTensor strided_view(const DLTensor& tensor, const std::string& name) {
     view.stride[i] = strides[i];
   }
   return view;
+}
+
+// An output written through arbitrary strides must give every element memory of
+// its own, or the threads writing two of them would race. Sufficient and cheap:
+// with the dims of size > 1 sorted by stride, each stride passes the reach of the
+// smaller ones.
+void expect_no_self_overlap(const DLTensor& tensor, const std::string& name) {
+  const std::vector<int64_t> strides = strides_of(tensor);
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size)
+  for (int32_t i = 0; i < tensor.ndim; ++i) {
+    if (tensor.shape[i] == 0) return;
+    if (tensor.shape[i] > 1) dims.emplace_back(strides[i], tensor.shape[i]);
+  }
+  std::sort(dims.begin(), dims.end());
+  int64_t reach = 0;
+  for (const auto& [stride, size] : dims) {
+    if (stride <= reach) {
+      std::string text;
+      for (int64_t s : strides) text += (text.empty() ? "" : ", ") + std::to_string(s);
+      fail_argument(name, "expected strides that give every element memory of its own, got (" +
+                              text + ") for shape " + shape_string(tensor));
+    }
+    reach += (size - 1) * stride;
+  }
 }
 
 void expect_type(ScalarType actual, ScalarType expected, const std::string& name,
@@ -287,6 +313,7 @@ ExpertGemmGradProblem check_expert_gemm_grad(const moeq_expert_gemm_grad_args* a
     expect_device(grad_a, *device, "grad_lora_a");
     expect_shape(grad_a, {shape.experts, shape.rank, shape.in_features}, "grad_lora_a", "[E, r, K]");
     problem.grad_lora_a = strided_view(grad_a, "grad_lora_a");
+    expect_no_self_overlap(grad_a, "grad_lora_a");
     expect_type(problem.grad_lora_a.type, common.lora_a.type, "grad_lora_a", "the dtype of lora_a");
   }
   if (args->grad_lora_b != nullptr) {
@@ -296,6 +323,7 @@ ExpertGemmGradProblem check_expert_gemm_grad(const moeq_expert_gemm_grad_args* a
     expect_device(grad_b, *device, "grad_lora_b");
     expect_shape(grad_b, {shape.experts, shape.out_features, shape.rank}, "grad_lora_b", "[E, N, r]");
     problem.grad_lora_b = strided_view(grad_b, "grad_lora_b");
+    expect_no_self_overlap(grad_b, "grad_lora_b");
     expect_type(problem.grad_lora_b.type, common.lora_b.type, "grad_lora_b", "the dtype of lora_b");
   }
   std::vector<Named> inputs = {{args->x, "x"}, {args->grad_y, "grad_y"},
