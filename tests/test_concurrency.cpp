@@ -23,7 +23,8 @@ moeq_status bad_call(int thread) {
   }
   DLManagedTensorVersioned* tensor = nullptr;
   const int64_t shape[1] = {4};
-  return moeq_tensor_empty(100 + thread, shape, DLDataType{kDLFloat, 32, 1}, DLDevice{kDLCPU, 0}, &tensor);
+  return moeq_tensor_empty(100 + thread, shape, DLDataType{kDLFloat, 32, 1}, DLDevice{kDLCPU, 0},
+                           &tensor);
 }
 
 }  // namespace

@@ -72,11 +72,13 @@ class GpuOps {
         break;
       }
       case Op::Dequantize:
-        status = moeq_dequantize(inputs_->weight.q(), out.add(HostTensor(bfloat16_type(), c.weight_shape())), stream);
+        status = moeq_dequantize(inputs_->weight.q(),
+                                 out.add(HostTensor(bfloat16_type(), c.weight_shape())), stream);
         break;
       case Op::Forward: {
-        moeq_expert_gemm_args args = forward_args(gemm_, out.add(activation_tensor(c.activation, c.rows(), c.out_features, 0)),
-                                                  out.add(HostTensor(float32_type(), {c.rows(), c.rank})));
+        moeq_expert_gemm_args args = forward_args(
+            gemm_, out.add(activation_tensor(c.activation, c.rows(), c.out_features, 0)),
+            out.add(HostTensor(float32_type(), {c.rows(), c.rank})));
         args.x = inputs_->x.dl();
         args.weight = inputs_->weight.q();
         args.group_end = inputs_->group_end.dl();
@@ -87,7 +89,8 @@ class GpuOps {
       }
       case Op::Backward: {
         moeq_expert_gemm_grad_args args = backward_args(
-            gemm_, grad_y_.dl(), out.add(activation_tensor(c.activation, c.rows(), c.in_features, 0)),
+            gemm_, grad_y_.dl(),
+            out.add(activation_tensor(c.activation, c.rows(), c.in_features, 0)),
             out.add(HostTensor(c.lora, {c.experts(), c.rank, c.in_features})),
             out.add(lora_b_tensor(c.lora, c.experts(), c.out_features, c.rank, c.peft_lora_b)));
         args.x = inputs_->x.dl();
@@ -128,10 +131,14 @@ class StreamWorker {
     REQUIRE_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   }
   ~StreamWorker() { cudaStreamDestroy(stream_); }
-  StreamWorker(StreamWorker&& other) noexcept : ops_(other.ops_), stream_(other.stream_) { other.stream_ = nullptr; }
+  StreamWorker(StreamWorker&& other) noexcept : ops_(other.ops_), stream_(other.stream_) {
+    other.stream_ = nullptr;
+  }
   StreamWorker(const StreamWorker&) = delete;
   StreamWorker& operator=(const StreamWorker&) = delete;
-  moeq_status operator()(size_t op, std::vector<uint8_t>& bytes) { return ops_.run(kEveryOp[op], stream_, bytes); }
+  moeq_status operator()(size_t op, std::vector<uint8_t>& bytes) {
+    return ops_.run(kEveryOp[op], stream_, bytes);
+  }
 
  private:
   GpuOps& ops_;

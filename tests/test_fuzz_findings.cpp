@@ -62,11 +62,13 @@ TEST_CASE("a float tensor whose first element is not aligned to its size is refu
   HostTensor source(float32_type(), {2, 64});
   quantize_into(source, out);
   restored.dl()->byte_offset = 3;
-  expect_invalid(moeq_dequantize(out.q(), restored.dl(), nullptr), "out: expected data + byte_offset");
+  expect_invalid(moeq_dequantize(out.q(), restored.dl(), nullptr),
+                 "out: expected data + byte_offset");
 
   ForwardCall call;
   call.group_end.dl()->byte_offset = 2;
-  expect_invalid(moeq_expert_gemm_lora(&call.args, nullptr), "group_end: expected data + byte_offset");
+  expect_invalid(moeq_expert_gemm_lora(&call.args, nullptr),
+                 "group_end: expected data + byte_offset");
 }
 
 TEST_CASE("a matrix whose sizes overflow 64-bit offsets is refused before its strides are read") {
@@ -91,5 +93,6 @@ TEST_CASE("strides that reach past 2^63 bytes are refused") {
   ForwardCall call;
   int64_t strides[2] = {int64_t{1} << 61, 1};
   call.x.dl()->strides = strides;
-  expect_invalid(moeq_expert_gemm_lora(&call.args, nullptr), "x: sizes and strides reach past 2^63 bytes");
+  expect_invalid(moeq_expert_gemm_lora(&call.args, nullptr),
+                 "x: sizes and strides reach past 2^63 bytes");
 }

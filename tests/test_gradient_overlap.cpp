@@ -39,10 +39,12 @@ TEST_CASE("a LoRA gradient whose strides let two elements share memory is refuse
         "grad_lora_a: expected strides that give every element memory of its own, got (0, 64, 1) "
         "for shape [2, 4, 64]");
   // [E, N, r] whose rank columns overlap the next row's.
-  HostTensor folded_b(float32_type(), {c.experts(), c.out_features, c.rank}, {c.out_features * c.rank, 2, 1});
+  HostTensor folded_b(float32_type(), {c.experts(), c.out_features, c.rank},
+                      {c.out_features * c.rank, 2, 1});
   args = backward_args(in, grad_y.dl(), nullptr, nullptr, folded_b.dl());
   CHECK(moeq_expert_gemm_lora_backward(&args, nullptr) == MOEQ_ERR_INVALID_ARGUMENT);
-  CHECK(std::string(moeq_last_error()).rfind("grad_lora_b: expected strides that give every element", 0) == 0);
+  CHECK(std::string(moeq_last_error())
+            .rfind("grad_lora_b: expected strides that give every element", 0) == 0);
 }
 
 TEST_CASE("PEFT's strided lora_B layout is a valid LoRA gradient") {
@@ -52,7 +54,8 @@ TEST_CASE("PEFT's strided lora_B layout is a valid LoRA gradient") {
   HostTensor grad_y(float32_type(), {c.rows(), c.out_features});
   grad_y.fill_normal(rng);
   HostTensor grad_b = lora_b_tensor(float32_type(), c.experts(), c.out_features, c.rank, true);
-  const moeq_expert_gemm_grad_args args = backward_args(in, grad_y.dl(), nullptr, nullptr, grad_b.dl());
+  const moeq_expert_gemm_grad_args args =
+      backward_args(in, grad_y.dl(), nullptr, nullptr, grad_b.dl());
   const moeq_status status = moeq_expert_gemm_lora_backward(&args, nullptr);
   INFO(moeq_last_error());
   CHECK(status == MOEQ_OK);

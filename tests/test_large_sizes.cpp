@@ -26,7 +26,8 @@ bool large_tests_enabled() {
 moeq_quant_layout layout_of(const moeq_quant_config& config, std::vector<int64_t> shape) {
   moeq_quant_layout layout{};
   layout.struct_size = sizeof(layout);
-  REQUIRE(moeq_quantized_layout(&config, static_cast<int32_t>(shape.size()), shape.data(), &layout) == MOEQ_OK);
+  REQUIRE(moeq_quantized_layout(&config, static_cast<int32_t>(shape.size()), shape.data(),
+                                &layout) == MOEQ_OK);
   return layout;
 }
 
@@ -34,7 +35,8 @@ moeq_quant_layout layout_of(const moeq_quant_config& config, std::vector<int64_t
 // per block, signs mixed, in bfloat16.
 uint16_t element_bits(int64_t i) {
   const uint64_t mixed = static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ull;
-  const float value = static_cast<float>(static_cast<int64_t>(mixed >> 40) - (int64_t{1} << 23)) / 4096.0f;
+  const float value =
+      static_cast<float>(static_cast<int64_t>(mixed >> 40) - (int64_t{1} << 23)) / 4096.0f;
   uint32_t bits;
   std::memcpy(&bits, &value, 4);
   return static_cast<uint16_t>(bits >> 16);
@@ -63,8 +65,9 @@ TEST_CASE("buffer checks of a qtensor with more than 2^31 elements name the exac
   q.shape[0] = kLargeCount;
   HostTensor out(float32_type(), {128});
   CHECK(moeq_dequantize(&q, out.dl(), nullptr) == MOEQ_ERR_INVALID_ARGUMENT);
-  CHECK(std::string(moeq_last_error()) ==
-        "q.packed: expected " + std::to_string((kLargeCount + 1) / 2) + " elements, got 64 (shape [64])");
+  CHECK(std::string(moeq_last_error()) == "q.packed: expected " +
+                                              std::to_string((kLargeCount + 1) / 2) +
+                                              " elements, got 64 (shape [64])");
 }
 
 TEST_CASE("a LoRA rank past the CPU BLAS's 32-bit sizes is refused before anything is allocated") {
@@ -92,10 +95,13 @@ TEST_CASE("a LoRA rank past the CPU BLAS's 32-bit sizes is refused before anythi
   args.lora_scale = 1.0f;
   args.y = y.dl();
   CHECK(moeq_expert_gemm_lora(&args, nullptr) == MOEQ_ERR_UNSUPPORTED);
-  CHECK(std::string(moeq_last_error()) == "r (LoRA rank): 2147483648 exceeds the 32-bit sizes of the CPU BLAS");
+  CHECK(std::string(moeq_last_error()) ==
+        "r (LoRA rank): 2147483648 exceeds the 32-bit sizes of the CPU BLAS");
 }
 
-TEST_CASE("quantize and dequantize of 2^31 + 4097 elements match small calls at blocks past 2^31 (MOEQ_LARGE_TESTS=1)") {
+TEST_CASE(
+    "quantize and dequantize of 2^31 + 4097 elements match small calls at blocks past 2^31 "
+    "(MOEQ_LARGE_TESTS=1)") {
   if (!large_tests_enabled()) {
     MESSAGE("skipped: set MOEQ_LARGE_TESTS=1 (needs about 11 GB of memory)");
     return;
@@ -109,7 +115,8 @@ TEST_CASE("quantize and dequantize of 2^31 + 4097 elements match small calls at 
   REQUIRE(moeq_dequantize(large.q(), restored.dl(), nullptr) == MOEQ_OK);
 
   const int64_t last_block = (kLargeCount - 1) / 64;
-  for (int64_t block : {int64_t{0}, (int64_t{1} << 25) - 1, int64_t{1} << 25, (int64_t{1} << 25) + 1, last_block}) {
+  for (int64_t block :
+       {int64_t{0}, (int64_t{1} << 25) - 1, int64_t{1} << 25, (int64_t{1} << 25) + 1, last_block}) {
     INFO("block " << block);
     const int64_t begin = block * 64;
     const int64_t count = std::min<int64_t>(64, kLargeCount - begin);
@@ -117,7 +124,8 @@ TEST_CASE("quantize and dequantize of 2^31 + 4097 elements match small calls at 
     for (int64_t i = 0; i < count; ++i) piece.as<uint16_t>()[i] = element_bits(begin + i);
     HostQTensor small(MOEQ_FORMAT_NF4, 64, false, {count}, bfloat16_type());
     quantize_into(piece, small);
-    CHECK(std::memcmp(small.packed.data(), large.packed.as<uint8_t>() + begin / 2, (count + 1) / 2) == 0);
+    CHECK(std::memcmp(small.packed.data(), large.packed.as<uint8_t>() + begin / 2,
+                      (count + 1) / 2) == 0);
     CHECK(small.absmax.as<float>()[0] == large.absmax.as<float>()[block]);
     HostTensor piece_restored(bfloat16_type(), {count});
     REQUIRE(moeq_dequantize(small.q(), piece_restored.dl(), nullptr) == MOEQ_OK);

@@ -31,7 +31,8 @@ void expect_status(moeq_status status) {
 void fuzz_layout(FuzzInput& input, Arena& arena) {
   moeq_quant_config config{sizeof(moeq_quant_config), MOEQ_FORMAT_NF4, 64, 0};
   config.format = static_cast<int32_t>(input.below(4));
-  config.blocksize = static_cast<int32_t>(input.chance(4) ? input.size_value() : 16 << input.below(10));
+  config.blocksize =
+      static_cast<int32_t>(input.chance(4) ? input.size_value() : 16 << input.below(10));
   config.nested = static_cast<int32_t>(input.below(3));
   if (input.chance(4)) config.struct_size = struct_size(input).of(sizeof config);
   const int32_t ndim = static_cast<int32_t>(input.below(12)) - 1;
@@ -79,17 +80,27 @@ void fuzz_quantize(FuzzInput& input, Arena& arena) {
   bool with_workspace = false, null_config = false, null_out = false;
   for (uint32_t n = input.below(5); n > 0; --n) {
     const uint32_t target = input.below(static_cast<uint32_t>(specs.size()) + 4);
-    if (target < specs.size()) { mutate(specs[target], input, static_cast<int>(specs.size())); continue; }
+    if (target < specs.size()) {
+      mutate(specs[target], input, static_cast<int>(specs.size()));
+      continue;
+    }
     switch (target - specs.size()) {
       case 0: out.mutate_descriptor(input); break;
       case 1:
         config.struct_size = struct_size(input).of(sizeof config);
         config.format = input.chance(2) ? config.format : static_cast<int32_t>(input.below(4));
-        config.blocksize = input.chance(2) ? config.blocksize : static_cast<int32_t>(input.size_value());
+        config.blocksize =
+            input.chance(2) ? config.blocksize : static_cast<int32_t>(input.size_value());
         config.nested = input.chance(2) ? config.nested : static_cast<int32_t>(input.below(3));
         break;
-      case 2: with_workspace = true; workspace_bytes = input.below(4096); break;
-      case 3: null_config = input.chance(2); null_out = !null_config; break;
+      case 2:
+        with_workspace = true;
+        workspace_bytes = input.below(4096);
+        break;
+      case 3:
+        null_config = input.chance(2);
+        null_out = !null_config;
+        break;
     }
   }
   const std::vector<DLTensor*> tensors = arena.materialize(specs);
@@ -119,8 +130,22 @@ void fuzz_dequantize(FuzzInput& input, Arena& arena) {
 
 // The expert GEMM's tensors, forward and backward, valid until mutated.
 enum GemmTensor {
-  kX, kPacked, kAbsmax, kNestedAbsmax, kNestedCode, kNestedOffset, kGroupEnd, kLoraA, kLoraB,
-  kY, kXLoraA, kGradY, kGradX, kGradLoraA, kGradLoraB, kGemmTensorCount
+  kX,
+  kPacked,
+  kAbsmax,
+  kNestedAbsmax,
+  kNestedCode,
+  kNestedOffset,
+  kGroupEnd,
+  kLoraA,
+  kLoraB,
+  kY,
+  kXLoraA,
+  kGradY,
+  kGradX,
+  kGradLoraA,
+  kGradLoraB,
+  kGemmTensorCount
 };
 
 struct GemmCall {
@@ -148,8 +173,9 @@ GemmCall gemm_call(FuzzInput& input) {
   const int64_t rows = input.below(40);
   const DLDataType activation = activation_type(input);
   const DLDataType lora = input.chance(2) ? float32() : activation;
-  GemmCall call{QTensorSpec(format, blocksize, nested, {experts, out_in ? n : k, out_in ? k : n}, float32()),
-                std::vector<TensorSpec>(kGemmTensorCount), layout};
+  GemmCall call{
+      QTensorSpec(format, blocksize, nested, {experts, out_in ? n : k, out_in ? k : n}, float32()),
+      std::vector<TensorSpec>(kGemmTensorCount), layout};
   std::vector<TensorSpec>& s = call.specs;
   s[kX] = TensorSpec(activation, {rows, k});
   if (input.chance(3)) s[kX].strides = std::vector<int64_t>{k + 3, 1};
@@ -177,16 +203,24 @@ GemmCall gemm_call(FuzzInput& input) {
   s[kGradLoraB].present = rank > 0 && input.chance(2);
   for (uint32_t m = input.below(6); m > 0; --m) {
     const uint32_t target = input.below(kGemmTensorCount + 6);
-    if (target < kGemmTensorCount) { mutate(s[target], input, kGemmTensorCount); continue; }
+    if (target < kGemmTensorCount) {
+      mutate(s[target], input, kGemmTensorCount);
+      continue;
+    }
     switch (target - kGemmTensorCount) {
       case 0: call.weight.mutate_descriptor(input); break;
-      case 1: call.layout = static_cast<int32_t>(input.chance(2) ? input.below(3) : input.raw64()); break;
+      case 1:
+        call.layout = static_cast<int32_t>(input.chance(2) ? input.below(3) : input.raw64());
+        break;
       case 2: {
         const float scales[] = {0.0f, -1.0f, 1e30f, __builtin_inff(), __builtin_nanf("")};
         call.lora_scale = scales[input.below(5)];
         break;
       }
-      case 3: call.with_workspace = true; call.workspace_bytes = input.below(4096); break;
+      case 3:
+        call.with_workspace = true;
+        call.workspace_bytes = input.below(4096);
+        break;
       case 4: call.args_size = struct_size(input); break;
       case 5:
         call.null_weight = input.chance(3);
@@ -203,7 +237,8 @@ template <class Args>
 Args* place_gemm_args(Arena& arena, GemmCall& call, const std::vector<DLTensor*>& t, Args args) {
   args.struct_size = call.args_size.of(sizeof(Args));
   args.x = t[kX];
-  moeq_qtensor* weight = place_struct(arena, call.weight.assemble({t.begin() + kPacked, t.begin() + kGroupEnd}));
+  moeq_qtensor* weight =
+      place_struct(arena, call.weight.assemble({t.begin() + kPacked, t.begin() + kGroupEnd}));
   args.weight = call.null_weight ? nullptr : weight;
   args.weight_layout = call.layout;
   args.group_end = t[kGroupEnd];
@@ -223,8 +258,9 @@ void fuzz_forward(FuzzInput& input, Arena& arena, bool workspace_query) {
   args.y = t[kY];
   moeq_expert_gemm_args* placed = place_gemm_args(arena, call, t, args);
   size_t bytes = 0;
-  expect_status(workspace_query ? moeq_expert_gemm_workspace_size(placed, call.null_bytes ? nullptr : &bytes)
-                                : moeq_expert_gemm_lora(placed, nullptr));
+  expect_status(workspace_query
+                    ? moeq_expert_gemm_workspace_size(placed, call.null_bytes ? nullptr : &bytes)
+                    : moeq_expert_gemm_lora(placed, nullptr));
 }
 
 void fuzz_backward(FuzzInput& input, Arena& arena, bool workspace_query) {
@@ -237,7 +273,8 @@ void fuzz_backward(FuzzInput& input, Arena& arena, bool workspace_query) {
   args.grad_lora_b = t[kGradLoraB];
   moeq_expert_gemm_grad_args* placed = place_gemm_args(arena, call, t, args);
   size_t bytes = 0;
-  expect_status(workspace_query ? moeq_expert_gemm_grad_workspace_size(placed, call.null_bytes ? nullptr : &bytes)
+  expect_status(workspace_query ? moeq_expert_gemm_grad_workspace_size(
+                                      placed, call.null_bytes ? nullptr : &bytes)
                                 : moeq_expert_gemm_lora_backward(placed, nullptr));
 }
 
@@ -246,15 +283,17 @@ void fuzz_backward(FuzzInput& input, Arena& arena, bool workspace_query) {
 void fuzz_tensor_empty(FuzzInput& input, Arena& arena) {
   TensorSpec spec(float32(), {});
   for (uint32_t n = 1 + input.below(4); n > 0; --n) mutate(spec, input, 1);
-  __int128 bytes = std::max<__int128>(1, (static_cast<__int128>(spec.dtype.bits) * spec.dtype.lanes + 7) / 8);
+  __int128 bytes =
+      std::max<__int128>(1, (static_cast<__int128>(spec.dtype.bits) * spec.dtype.lanes + 7) / 8);
   for (int64_t size : spec.shape)  // saturated: only "small", "large" and "overflowing" matter
     bytes = std::min(bytes * std::clamp<int64_t>(size, 0, int64_t{1} << 40), __int128{1} << 80);
   if (bytes > (__int128{1} << 26) && bytes < (__int128{1} << 60)) return;
   int64_t* shape = reinterpret_cast<int64_t*>(arena.buffer(spec.shape.size() * 8));
   std::copy(spec.shape.begin(), spec.shape.end(), shape);
   DLManagedTensorVersioned* tensor = nullptr;
-  const moeq_status status = moeq_tensor_empty(spec.ndim, spec.shape_null ? nullptr : shape, spec.dtype,
-                                               spec.device, input.chance(16) ? nullptr : &tensor);
+  const moeq_status status =
+      moeq_tensor_empty(spec.ndim, spec.shape_null ? nullptr : shape, spec.dtype, spec.device,
+                        input.chance(16) ? nullptr : &tensor);
   expect_status(status);
   if (status == MOEQ_OK) {
     // The allocation holds every byte the shape claims.

@@ -28,9 +28,17 @@ class FuzzInput {
   }
   // A size: mostly small, sometimes at the edges of 32- and 64-bit arithmetic.
   int64_t size_value() {
-    static constexpr int64_t kSmall[] = {0, 1, 2, 3, 4, 5, 7, 8, 16, 31, 32, 33, 63, 64, 65, 96, 128, 256};
-    static constexpr int64_t kLarge[] = {-1, -2, INT32_MAX, int64_t{1} << 31, (int64_t{1} << 32) + 1,
-                                         int64_t{1} << 40, int64_t{1} << 62, INT64_MAX, INT64_MIN,
+    static constexpr int64_t kSmall[] = {0,  1,  2,  3,  4,  5,  7,  8,   16,
+                                         31, 32, 33, 63, 64, 65, 96, 128, 256};
+    static constexpr int64_t kLarge[] = {-1,
+                                         -2,
+                                         INT32_MAX,
+                                         int64_t{1} << 31,
+                                         (int64_t{1} << 32) + 1,
+                                         int64_t{1} << 40,
+                                         int64_t{1} << 62,
+                                         INT64_MAX,
+                                         INT64_MIN,
                                          INT64_MAX / 8 + 1};
     const uint8_t kind = byte();
     if (kind < 200) return kSmall[kind % (sizeof kSmall / sizeof kSmall[0])];

@@ -67,12 +67,21 @@ struct QTensorSpec {
   void mutate_descriptor(FuzzInput& input) {
     switch (input.below(7)) {
       case 0: descriptor.struct_size = struct_size(input).of(sizeof(moeq_qtensor)); break;
-      case 1: descriptor.format = input.chance(2) ? static_cast<int32_t>(input.below(4)) : static_cast<int32_t>(input.raw64()); break;
-      case 2: descriptor.blocksize = static_cast<int32_t>(input.chance(2) ? 16 << input.below(10) : input.size_value()); break;
+      case 1:
+        descriptor.format = input.chance(2) ? static_cast<int32_t>(input.below(4))
+                                            : static_cast<int32_t>(input.raw64());
+        break;
+      case 2:
+        descriptor.blocksize =
+            static_cast<int32_t>(input.chance(2) ? 16 << input.below(10) : input.size_value());
+        break;
       case 3: descriptor.nested = static_cast<int32_t>(input.below(3)); break;
       case 4: descriptor.ndim = static_cast<int32_t>(input.below(12)) - 1; break;
       case 5: descriptor.shape[input.below(MOEQ_MAX_DIMS)] = input.size_value(); break;
-      case 6: descriptor.dtype = DLDataType{input.byte(), input.byte(), static_cast<uint16_t>(input.below(3))}; break;
+      case 6:
+        descriptor.dtype =
+            DLDataType{input.byte(), input.byte(), static_cast<uint16_t>(input.below(3))};
+        break;
     }
   }
 

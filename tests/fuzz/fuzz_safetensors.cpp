@@ -48,9 +48,11 @@ void read_checkpoint(const fs::path& path) {
   for (const moeq::cli::QuantizedTensor& tensor : quantized.tensors) {
     if (tensor.numel() > kMaxDequantizedElements) continue;
     moeq::cli::ChunkDequantizer dequantizer(tensor);
-    for (int64_t block = 0; block < dequantizer.block_count(); block += dequantizer.blocks_per_chunk()) {
+    for (int64_t block = 0; block < dequantizer.block_count();
+         block += dequantizer.blocks_per_chunk()) {
       const moeq::cli::DequantizedChunk chunk = dequantizer.dequantize(block);
-      for (int64_t i = 0; i < chunk.element_count; ++i) checksum += chunk.values[i] == chunk.values[i];
+      for (int64_t i = 0; i < chunk.element_count; ++i)
+        checksum += chunk.values[i] == chunk.values[i];
     }
   }
   sink = checksum;  // keeps the reads from being optimized away
@@ -67,15 +69,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const fs::path file = memory_file("model.safetensors", data, size);
   try {
     read_checkpoint(file);
-  } catch (const moeq::safetensors::Error&) {
-  }
+  } catch (const moeq::safetensors::Error&) {}
   close_memory_file(file);
   if (size > 0 && data[0] == '{') {
     const fs::path index = memory_file("model.safetensors.index.json", data, size);
     try {
       moeq::safetensors::read_sharded_index(index);
-    } catch (const moeq::safetensors::Error&) {
-    }
+    } catch (const moeq::safetensors::Error&) {}
     close_memory_file(index);
   }
   return 0;

@@ -12,10 +12,10 @@ constexpr uint64_t kMaxClaimBytes = uint64_t{1} << 20;
 
 DLDataType any_dtype(FuzzInput& input) {
   static const DLDataType kTypes[] = {
-      {kDLFloat, 32, 1}, {kDLFloat, 16, 1}, {kDLBfloat, 16, 1}, {kDLUInt, 8, 1}, {kDLInt, 8, 1},
-      {kDLInt, 32, 1},   {kDLInt, 64, 1},   {kDLFloat, 64, 1},  {kDLFloat, 32, 2}, {kDLFloat, 8, 1},
-      {kDLUInt, 4, 1},   {kDLBool, 8, 1},   {kDLBfloat, 32, 1}, {kDLUInt, 16, 1}, {kDLFloat, 0, 1},
-      {kDLFloat, 32, 0}};
+      {kDLFloat, 32, 1},  {kDLFloat, 16, 1}, {kDLBfloat, 16, 1}, {kDLUInt, 8, 1},
+      {kDLInt, 8, 1},     {kDLInt, 32, 1},   {kDLInt, 64, 1},    {kDLFloat, 64, 1},
+      {kDLFloat, 32, 2},  {kDLFloat, 8, 1},  {kDLUInt, 4, 1},    {kDLBool, 8, 1},
+      {kDLBfloat, 32, 1}, {kDLUInt, 16, 1},  {kDLFloat, 0, 1},   {kDLFloat, 32, 0}};
   if (!input.chance(8)) return kTypes[input.below(sizeof kTypes / sizeof kTypes[0])];
   DLDataType raw;
   raw.code = input.byte();
@@ -25,10 +25,12 @@ DLDataType any_dtype(FuzzInput& input) {
 }
 
 DLDevice any_device(FuzzInput& input) {
-  static const int32_t kTypes[] = {kDLCPU, kDLCUDA, kDLCUDAHost, kDLCUDAManaged, kDLOpenCL,
-                                   kDLVulkan, kDLMetal, kDLROCM, 0, -1, 1000};
+  static const int32_t kTypes[] = {kDLCPU,    kDLCUDA,   kDLCUDAHost, kDLCUDAManaged,
+                                   kDLOpenCL, kDLVulkan, kDLMetal,    kDLROCM,
+                                   0,         -1,        1000};
   DLDevice device;
-  device.device_type = static_cast<DLDeviceType>(kTypes[input.below(sizeof kTypes / sizeof kTypes[0])]);
+  device.device_type =
+      static_cast<DLDeviceType>(kTypes[input.below(sizeof kTypes / sizeof kTypes[0])]);
   device.device_id = input.chance(2) ? 0 : static_cast<int32_t>(input.size_value());
   return device;
 }
@@ -74,19 +76,22 @@ void mutate(TensorSpec& spec, FuzzInput& input, int tensor_count) {
           spec.strides = compact;
         }
         if (!spec.strides->empty()) {
-          const int64_t value = input.chance(2) ? static_cast<int64_t>(input.below(9)) - 2
-                                                : input.size_value();
+          const int64_t value =
+              input.chance(2) ? static_cast<int64_t>(input.below(9)) - 2 : input.size_value();
           (*spec.strides)[input.below(spec.strides->size())] = value;
         }
       }
       break;
     case 7:
-      spec.byte_offset = input.chance(2) ? input.below(65) : static_cast<uint64_t>(input.size_value());
+      spec.byte_offset =
+          input.chance(2) ? input.below(65) : static_cast<uint64_t>(input.size_value());
       break;
     case 8: spec.device = any_device(input); break;
     case 9: spec.misalign = input.below(8); break;
     case 10: spec.data_null = !spec.data_null; break;
-    case 11: spec.alias_of = static_cast<int>(input.below(static_cast<uint32_t>(tensor_count))); break;
+    case 11:
+      spec.alias_of = static_cast<int>(input.below(static_cast<uint32_t>(tensor_count)));
+      break;
     case 12:
       if (!spec.contents.empty())
         spec.contents[input.below(spec.contents.size())] = input.size_value();
@@ -146,12 +151,13 @@ std::vector<DLTensor*> Arena::materialize(const std::vector<TensorSpec>& specs) 
       compact = std::min(compact * std::max<__int128>(size, 1), kHuge + 1);
     }
     const __int128 span = empty ? 0 : (high - low + 1) * element_bytes;
-    if (!empty && (huge || span > static_cast<__int128>(kMaxClaimBytes))) continue;  // data stays NULL
+    if (!empty && (huge || span > static_cast<__int128>(kMaxClaimBytes)))
+      continue;  // data stays NULL
     const uint64_t bytes = static_cast<uint64_t>(span);
     uint8_t* first = nullptr;
     const int target = spec.alias_of;
-    if (target >= 0 && static_cast<size_t>(target) < specs.size() && claims[target].first != nullptr &&
-        claims[target].bytes >= bytes + spec.misalign) {
+    if (target >= 0 && static_cast<size_t>(target) < specs.size() &&
+        claims[target].first != nullptr && claims[target].bytes >= bytes + spec.misalign) {
       first = claims[target].first + spec.misalign;
     } else {
       first = buffer(bytes + spec.misalign) + spec.misalign;
@@ -161,7 +167,8 @@ std::vector<DLTensor*> Arena::materialize(const std::vector<TensorSpec>& specs) 
     const bool integer = spec.dtype.code == kDLInt && spec.dtype.lanes == 1 &&
                          (spec.dtype.bits == 32 || spec.dtype.bits == 64);
     if (integer && !spec.strides && !empty) {
-      const uint64_t count = std::min<uint64_t>(spec.contents.size(), bytes / (spec.dtype.bits / 8));
+      const uint64_t count =
+          std::min<uint64_t>(spec.contents.size(), bytes / (spec.dtype.bits / 8));
       for (uint64_t e = 0; e < count; ++e) {
         if (spec.dtype.bits == 32) {
           const int32_t value = static_cast<int32_t>(spec.contents[e]);
@@ -171,8 +178,8 @@ std::vector<DLTensor*> Arena::materialize(const std::vector<TensorSpec>& specs) 
         }
       }
     }
-    const uintptr_t element0 = reinterpret_cast<uintptr_t>(first) +
-                               static_cast<uintptr_t>(-low * element_bytes);
+    const uintptr_t element0 =
+        reinterpret_cast<uintptr_t>(first) + static_cast<uintptr_t>(-low * element_bytes);
     // No real pointer lies below address 0: an offset larger than the address is cut.
     tensor.byte_offset = std::min<uint64_t>(spec.byte_offset, element0);
     tensor.data = reinterpret_cast<void*>(element0 - tensor.byte_offset);

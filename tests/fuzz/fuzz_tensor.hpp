@@ -21,13 +21,13 @@ namespace moeq_fuzz {
 struct TensorSpec {
   bool present = true;  // false: the argument (or qtensor buffer) is left empty / NULL
   DLDataType dtype{kDLFloat, 32, 1};
-  std::vector<int64_t> shape;     // ndim entries (ndim < 0: none)
+  std::vector<int64_t> shape;  // ndim entries (ndim < 0: none)
   int32_t ndim = 0;
   bool shape_null = false;
   std::optional<std::vector<int64_t>> strides;  // nullopt: compact (NULL)
   uint64_t byte_offset = 0;
   DLDevice device{kDLCPU, 0};
-  uint32_t misalign = 0;          // bytes the first element sits past its natural alignment
+  uint32_t misalign = 0;  // bytes the first element sits past its natural alignment
   bool data_null = false;
   int alias_of = -1;              // share the memory of this tensor (index in the call)
   std::vector<int64_t> contents;  // int32/int64 tensors: the values, in flat order

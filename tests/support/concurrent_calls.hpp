@@ -33,7 +33,8 @@ struct ThreadTally {
 // worker(op, bytes) (op = t, t + 1, ... modulo the operations, so all of them run
 // at once) and bad_call(t), a failing call whose message no other thread's gives.
 template <class MakeWorker, class BadCall>
-std::vector<ThreadTally> run_concurrently(int thread_count, const std::vector<std::vector<uint8_t>>& serial,
+std::vector<ThreadTally> run_concurrently(int thread_count,
+                                          const std::vector<std::vector<uint8_t>>& serial,
                                           MakeWorker make_worker, BadCall bad_call) {
   std::vector<std::string> own_error(static_cast<size_t>(thread_count));
   for (int t = 0; t < thread_count; ++t) {
@@ -65,17 +66,20 @@ std::vector<ThreadTally> run_concurrently(int thread_count, const std::vector<st
 }
 
 // Checks the tallies and reports the calls each operation got (`names[op]`).
-inline void check_tallies(const std::vector<ThreadTally>& tallies, const std::vector<std::string>& names) {
+inline void check_tallies(const std::vector<ThreadTally>& tallies,
+                          const std::vector<std::string>& names) {
   std::vector<int64_t> calls(names.size(), 0);
   for (size_t t = 0; t < tallies.size(); ++t) {
     INFO("thread " << t);
     CHECK(tallies[t].failed_calls == 0);
     CHECK(tallies[t].different_results == 0);
     CHECK(tallies[t].foreign_errors == 0);
-    for (size_t op = 0; op < names.size() && op < tallies[t].calls.size(); ++op) calls[op] += tallies[t].calls[op];
+    for (size_t op = 0; op < names.size() && op < tallies[t].calls.size(); ++op)
+      calls[op] += tallies[t].calls[op];
   }
   for (size_t op = 0; op < names.size(); ++op) {
-    MESSAGE(calls[op] << " concurrent calls of " << names[op] << " from " << tallies.size() << " threads");
+    MESSAGE(calls[op] << " concurrent calls of " << names[op] << " from " << tallies.size()
+                      << " threads");
     CHECK(calls[op] >= 2);
   }
 }

@@ -48,7 +48,8 @@ inline ExpertGemmCase every_op_case() {
 
 class EveryOp {
  public:
-  explicit EveryOp(uint64_t seed) : rng_(seed), gemm_(every_op_case(), rng_), quantize_input_(bfloat16_type(), {1024, 1024}) {
+  explicit EveryOp(uint64_t seed)
+      : rng_(seed), gemm_(every_op_case(), rng_), quantize_input_(bfloat16_type(), {1024, 1024}) {
     quantize_input_.fill_normal(rng_);
     const ExpertGemmCase& c = gemm_.spec;
     grad_y_ = activation_tensor(c.activation, c.rows(), c.out_features, 0);
@@ -67,8 +68,10 @@ class EveryOp {
       case Op::Quantize: {
         HostQTensor out(MOEQ_FORMAT_NF4, 64, true, {1024, 1024}, bfloat16_type());
         const moeq_quant_config config = out.config();
-        const moeq_status status = moeq_quantize(quantize_input_.dl(), &config, out.q(), nullptr, 0, nullptr);
-        for (HostTensor* part : {&out.packed, &out.absmax, &out.nested_absmax, &out.nested_code, &out.nested_offset})
+        const moeq_status status =
+            moeq_quantize(quantize_input_.dl(), &config, out.q(), nullptr, 0, nullptr);
+        for (HostTensor* part :
+             {&out.packed, &out.absmax, &out.nested_absmax, &out.nested_code, &out.nested_offset})
           append(bytes, *part);
         return status;
       }
@@ -90,7 +93,8 @@ class EveryOp {
       case Op::Backward: {
         HostTensor grad_x = activation_tensor(c.activation, c.rows(), c.in_features, 0);
         HostTensor grad_lora_a(c.lora, {c.experts(), c.rank, c.in_features});
-        HostTensor grad_lora_b = lora_b_tensor(c.lora, c.experts(), c.out_features, c.rank, c.peft_lora_b);
+        HostTensor grad_lora_b =
+            lora_b_tensor(c.lora, c.experts(), c.out_features, c.rank, c.peft_lora_b);
         const moeq_expert_gemm_grad_args args =
             backward_args(in, grad_y_.dl(), grad_x.dl(), grad_lora_a.dl(), grad_lora_b.dl());
         const moeq_status status = moeq_expert_gemm_lora_backward(&args, nullptr);
