@@ -70,6 +70,20 @@ TEST_CASE("buffer checks of a qtensor with more than 2^31 elements name the exac
                                               " elements, got 64 (shape [64])");
 }
 
+TEST_CASE("a contiguous tensor whose bytes would reach past 2^63 is refused, whatever its dtype") {
+  // 2^45 elements of a 2^19-byte dtype: a count that fits, bytes that do not.
+  HostTensor input(float32_type(), {64});
+  int64_t shape[1] = {int64_t{1} << 45};
+  input.dl()->shape = shape;
+  input.dl()->dtype = DLDataType{kDLFloat, 64, 65535};
+  HostQTensor out(MOEQ_FORMAT_NF4, 64, false, {64}, float32_type());
+  const moeq_quant_config config = out.config();
+  CHECK(moeq_quantize(input.dl(), &config, out.q(), nullptr, 0, nullptr) ==
+        MOEQ_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(moeq_last_error()) ==
+        "input: sizes and strides reach past 2^63 bytes, got shape [35184372088832]");
+}
+
 TEST_CASE("a LoRA rank past the CPU BLAS's 32-bit sizes is refused before anything is allocated") {
   // Stride-0 factors claim rank 2^31 without memory behind them.
   HostQTensor weight(MOEQ_FORMAT_NF4, 64, false, {1, 16, 64}, float32_type());

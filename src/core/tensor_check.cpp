@@ -48,21 +48,22 @@ const DLTensor& require_tensor(const DLTensor* tensor, const std::string& name) 
   for (int32_t i = 0; i < tensor->ndim; ++i)
     if (tensor->shape[i] < 0)
       fail_argument(name, "expected non-negative sizes, got " + shape_string(*tensor));
-  element_count(*tensor, name);
+  const int64_t count = element_count(*tensor, name);
   // Every offset the strides reach must be a byte offset of 64 bits, so that no
   // later index computation can overflow (such a tensor describes no real memory).
+  const __int128 element_bytes = std::max(1, (tensor->dtype.bits * tensor->dtype.lanes + 7) / 8);
+  __int128 reach = std::max<int64_t>(count - 1, 0);
   if (tensor->strides != nullptr) {
-    const __int128 element_bytes = std::max(1, (tensor->dtype.bits * tensor->dtype.lanes + 7) / 8);
-    __int128 reach = 0;
+    reach = 0;
     for (int32_t i = 0; i < tensor->ndim; ++i) {
       const __int128 stride = tensor->strides[i];
       reach += static_cast<__int128>(std::max<int64_t>(tensor->shape[i] - 1, 0)) *
                (stride < 0 ? -stride : stride);
     }
-    if ((reach + 1) * element_bytes > std::numeric_limits<int64_t>::max())
-      fail_argument(name, "sizes and strides reach past 2^63 bytes, got shape " +
-                              shape_string(*tensor));
   }
+  if ((reach + 1) * element_bytes > std::numeric_limits<int64_t>::max())
+    fail_argument(name, "sizes and strides reach past 2^63 bytes, got shape " +
+                            shape_string(*tensor));
   return *tensor;
 }
 
