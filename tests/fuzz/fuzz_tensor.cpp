@@ -72,7 +72,9 @@ void mutate(TensorSpec& spec, FuzzInput& input, int tensor_count) {
         if (!spec.strides) {
           // Start from the compact strides so one change is one inconsistency.
           std::vector<int64_t> compact(spec.shape.size(), 1);
-          for (size_t i = compact.size(); i-- > 1;) compact[i - 1] = compact[i] * spec.shape[i];
+          for (size_t i = compact.size(); i-- > 1;)  // saturated: huge sizes claim huge strides
+            if (__builtin_mul_overflow(compact[i], spec.shape[i], &compact[i - 1]))
+              compact[i - 1] = INT64_MAX;
           spec.strides = compact;
         }
         if (!spec.strides->empty()) {
