@@ -12,7 +12,7 @@ namespace moeq::cpu {
 namespace {
 
 // Blocks are independent: each thread converts a block to float32 once, finds its
-// absmax, then encodes and packs it. The inner loops are branch-free so they vectorize.
+// absmax (a vectorized reduction), then encodes and packs it with branch-free encoders.
 template <Format format, class T>
 void quantize_blocks(const T* input, const QuantizedBuffers& out, float* absmax) {
   const int64_t numel = out.numel;
@@ -40,7 +40,6 @@ void quantize_blocks(const T* input, const QuantizedBuffers& out, float* absmax)
     values[count] = 0.0f;  // an odd tail packs a missing 0, as bitsandbytes does
     // Blocks have even sizes and start at even offsets, so pairs never straddle them.
     uint8_t* packed = out.packed + begin / 2;
-#pragma omp simd
     for (int64_t pair = 0; pair < (count + 1) / 2; ++pair)
       packed[pair] = pack_pair(encode_as<format>(values[2 * pair] * scale),
                                encode_as<format>(values[2 * pair + 1] * scale));
