@@ -1,5 +1,6 @@
 // Bad input: every call returns a clear status and a message naming the argument,
 // and nothing is written.
+#include "support/expect_error.hpp"
 #include "support/host_tensor.hpp"
 
 #include <doctest/doctest.h>
@@ -17,10 +18,7 @@ namespace {
 
 // The status must be `expected` and moeq_last_error() must start with "argument:".
 void expect_rejected(moeq_status status, moeq_status expected, const std::string& argument) {
-  const std::string message = moeq_last_error();
-  INFO("message: " << message);
-  CHECK(std::string(moeq_status_name(status)) == std::string(moeq_status_name(expected)));
-  CHECK(message.rfind(argument + ":", 0) == 0);
+  expect_error(status, expected, argument + ":");
 }
 
 // A valid quantize call whose pieces the cases below break one at a time.

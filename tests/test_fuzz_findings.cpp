@@ -1,6 +1,8 @@
 // What the fuzzers (tests/fuzz) found, one regression test each: the calls that
 // reached undefined behaviour before the fix are refused with an argument error.
 // Under the sanitized build (build-asan) they also prove no UB remains on the way.
+#include "support/expect_error.hpp"
+#include "support/expert_gemm_case.hpp"
 #include "support/host_tensor.hpp"
 
 #include <doctest/doctest.h>
@@ -14,37 +16,25 @@ using namespace moeq_test;
 namespace {
 
 void expect_invalid(moeq_status status, const std::string& message_start) {
-  const std::string message = moeq_last_error();
-  INFO("message: " << message);
-  CHECK(status == MOEQ_ERR_INVALID_ARGUMENT);
-  CHECK(message.rfind(message_start, 0) == 0);
+  expect_error(status, MOEQ_ERR_INVALID_ARGUMENT, message_start);
 }
 
-// A valid forward call (2 experts, N 32, K 64, 4 rows) whose x the cases replace.
+// A valid forward call (2 experts, N 32, K 64, 4 rows, int32 group_end) whose
+// tensors the cases replace.
+ExpertGemmCase forward_case() {
+  ExpertGemmCase spec;
+  spec.out_features = 32;
+  spec.rows_per_expert = {1, 3};
+  return spec;
+}
+
 struct ForwardCall {
-  ForwardCall()
-      : weight_input(float32_type(), {2, 32, 64}),
-        weight(MOEQ_FORMAT_NF4, 64, false, {2, 32, 64}, float32_type()),
-        x(float32_type(), {4, 64}),
-        group_end(int32_type(), {2}),
-        y(float32_type(), {4, 32}) {
-    std::mt19937_64 rng(3);
-    weight_input.fill_normal(rng);
-    quantize_into(weight_input, weight);
-    x.fill_normal(rng);
-    group_end.set_flat(0, 1);
-    group_end.set_flat(1, 4);
-    args.struct_size = sizeof(args);
-    args.x = x.dl();
-    args.weight = weight.q();
-    args.weight_layout = MOEQ_LAYOUT_EXPERT_OUT_IN;
-    args.group_end = group_end.dl();
-    args.y = y.dl();
-  }
-  HostTensor weight_input;
-  HostQTensor weight;
-  HostTensor x, group_end, y;
-  moeq_expert_gemm_args args{};
+  std::mt19937_64 rng{3};
+  ExpertGemmInputs in{forward_case(), rng};
+  HostTensor& x = in.x;
+  HostTensor& group_end = in.group_end;
+  HostTensor y{float32_type(), {4, 32}};
+  moeq_expert_gemm_args args = forward_args(in, y.dl());
 };
 
 }  // namespace
