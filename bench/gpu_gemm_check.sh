@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA expert GEMM on a GPU machine, in one call: configure and build moeq with
-# CUDA, run the CUDA expert GEMM tests, run them again under compute-sanitizer
-# (memcheck, racecheck, initcheck) with few random cases, then bench/expert_gemm.py.
+# CUDA, run the CUDA expert GEMM, concurrency and 2^20-row suites, run all but the
+# 2^20-row one again under compute-sanitizer (memcheck, racecheck, initcheck,
+# synccheck) with few random cases and a short concurrency run, then bench/expert_gemm.py.
 #
 #   bench/gpu_gemm_check.sh prepare   here: a snapshot of HEAD (others keep editing the
 #                                      tree) and the build dependencies the GPU image
@@ -11,8 +12,10 @@
 #
 # Environment: OUT (logs; default .gpu_gemm/out), JOBS (16), STEPS (default
 # "build test sanitize bench"), SANITIZER_TOOLS (default "memcheck racecheck
-# initcheck"), SANITIZER_CASES (random cases per suite, 3), BENCH_ARGS (passed to
-# bench/expert_gemm.py). The two suites run side by side in each step.
+# initcheck synccheck"), SANITIZER_CASES (random cases per suite, 3),
+# SANITIZER_CONCURRENCY_SECONDS (how long the concurrency suite's threads run under
+# a sanitizer, 1), BENCH_ARGS (passed to bench/expert_gemm.py). The suites run side
+# by side in each step.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stage=$(pwd)/.gpu_gemm
@@ -50,7 +53,11 @@ export LD_LIBRARY_PATH="$deps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "== commit $(cat "$stage/commit"); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader)" |
   tee "$out/build.log"
 
-suites=(test_cuda_expert_gemm test_cuda_expert_gemm_backward)
+suites=(test_cuda_expert_gemm test_cuda_expert_gemm_backward test_cuda_concurrency)
+large_suite=test_cuda_large_gemm
+# It reads cudaMemGetInfo, which the other suites' allocations (and the sanitizer's)
+# perturb: it runs alone in the test step and not under a sanitizer.
+memory_test='*allocates no device memory*'
 
 step_build() {
   echo "== configure + build ($jobs jobs)"
@@ -59,40 +66,52 @@ step_build() {
       -DCMAKE_PREFIX_PATH="$deps" -DMOEQ_DLPACK_INCLUDE_DIR="$deps/include" \
       -DMOEQ_CBLAS_INCLUDE_DIR="$deps/include" -DMOEQ_CBLAS_LIBRARY="$deps/lib/libblas.so.3" \
       -DMOEQ_BUILD_PYTHON=OFF -DMOEQ_BUILD_JAVA=OFF -DMOEQ_BUILD_BENCH=OFF &&
-    cmake --build "$build" -j "$jobs" --target moeq test_cuda_expert_gemm test_cuda_expert_gemm_backward
+    cmake --build "$build" -j "$jobs" --target moeq "${suites[@]}" "$large_suite"
   } >>"$out/build.log" 2>&1 || { echo "build failed"; tail -40 "$out/build.log"; exit 1; }
   tail -2 "$out/build.log"
 }
 
 step_test() {
-  echo "== CUDA expert GEMM tests"
+  echo "== CUDA suites, $large_suite with MOEQ_LARGE_TESTS=1"
   for suite in "${suites[@]}"; do
-    ( time timeout 300 "$build/tests/$suite" ) >"$out/$suite.log" 2>&1 &
+    ( time timeout 300 "$build/tests/$suite" -tce="$memory_test" ) >"$out/$suite.log" 2>&1 &
   done
+  : >"$out/tests.log"
+  ( time MOEQ_LARGE_TESTS=1 timeout 300 "$build/tests/$large_suite" ) >"$out/$large_suite.log" 2>&1 &
   for job in $(jobs -p); do wait "$job" || status=1; done
-  cat "$out"/test_cuda_expert_gemm*.log >"$out/tests.log" && rm "$out"/test_cuda_expert_gemm*.log
-  grep -E "outputs,|cases,|test cases:|assertions:|ERROR|real" "$out/tests.log" | head -40
-  grep -c "ERROR" "$out/tests.log"
+  ( time timeout 60 "$build/tests/test_cuda_expert_gemm" -tc="$memory_test" ) \
+    >"$out/memory_test.log" 2>&1 || status=1
+  for log in "${suites[@]}" "$large_suite" memory_test; do
+    echo "## $log" >>"$out/tests.log"
+    cat "$out/$log.log" >>"$out/tests.log" && rm "$out/$log.log"
+  done
+  grep -E "^## |outputs,|cases,|concurrent calls|ms, backward|skipped|test cases:|assertions:|ERROR|real" \
+    "$out/tests.log" | head -80
+  echo "ERROR lines: $(grep -c "ERROR" "$out/tests.log")"
 }
 
 step_sanitize() {
-  echo "== compute-sanitizer (${SANITIZER_CASES:-3} random cases per suite)"
+  echo "== compute-sanitizer (${SANITIZER_CASES:-3} random cases per suite," \
+    "${SANITIZER_CONCURRENCY_SECONDS:-1} s of concurrent calls), every tool and suite side by side"
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  for tool in ${SANITIZER_TOOLS:-memcheck racecheck initcheck}; do
+  tools=${SANITIZER_TOOLS:-memcheck racecheck initcheck synccheck}
+  for tool in $tools; do
     for suite in "${suites[@]}"; do
-      # The device-memory test reads cudaMemGetInfo, which the sanitizer's own
-      # allocations perturb; everything else runs.
-      ( MOEQ_GEMM_TEST_CASES=${SANITIZER_CASES:-3} timeout 180 "$sanitizer" --tool "$tool" \
-          --error-exitcode 3 "$build/tests/$suite" -tce='*allocates no device memory*' \
+      ( MOEQ_GEMM_TEST_CASES=${SANITIZER_CASES:-3} \
+        MOEQ_CONCURRENCY_SECONDS=${SANITIZER_CONCURRENCY_SECONDS:-1} timeout 240 "$sanitizer" \
+          --tool "$tool" --error-exitcode 3 "$build/tests/$suite" -tce="$memory_test" \
           >"$out/$tool-$suite.log" 2>&1
         echo "$tool $suite: exit $?" >>"$out/$tool-$suite.log" ) &
     done
-    wait
+  done
+  wait
+  : >"$out/sanitize.log"
+  for tool in $tools; do
     for suite in "${suites[@]}"; do
       cat "$out/$tool-$suite.log" >>"$out/sanitize.log" && rm "$out/$tool-$suite.log"
     done
   done
-  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|: exit" "$out/sanitize.log"
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|concurrent calls|test cases:|: exit" "$out/sanitize.log"
   if grep -q ": exit [^0]" "$out/sanitize.log"; then status=1; fi
 }
 
@@ -106,5 +125,9 @@ step_bench() {
     --json "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee -a "$out/bench.log" || status=1
 }
 
-for step in $steps; do "step_$step"; done
+for step in $steps; do
+  started=$SECONDS
+  "step_$step"
+  echo "   ($step: $((SECONDS - started)) s)"
+done
 exit $status
