@@ -1,13 +1,17 @@
 """Times the moeq CUDA expert GEMM with LoRA (forward and backward) next to
 torch bf16 `_grouped_mm` (with LoRA as extra grouped GEMMs) and bitsandbytes
 `dequantize_4bit` + the same, on the shapes of ../shared/PERF.md, after checking
-outputs. Runs on a GPU machine; builds nothing (MOEQ_LIBRARY names libmoeq.so).
+outputs: each GEMM alone, and the whole expert layer (gate_up -> silu(gate) * up
+-> down, forward and forward+backward, with each variant's peak extra memory).
+Runs on a GPU machine; builds nothing (MOEQ_LIBRARY names libmoeq.so).
 
-    python3 bench/expert_gemm.py [--shapes qwen3 glm ...] [--tokens 8192 64] [--json out.json]
+    python3 bench/expert_gemm.py [--shapes qwen3-30b-a3b glm-4.7-flash ...] [--tokens 8192 64]
+                                 [--layer-only | --no-layer] [--no-bnb] [--json out.json]
 """
 
 import argparse
 import ctypes
+import functools
 import json
 import math
 import statistics
@@ -28,6 +32,23 @@ SHAPES = {
 # H200 ceilings measured in PERF.md: the physical floor of each row.
 MATMUL_TFLOPS = 742.0
 COPY_TBPS = 4.27
+# Largest relative Frobenius error of moeq against torch on the same weights.
+TOLERANCE = 2e-2
+# PERF.md's expert-layer targets, (first bar, goal) in ms, by (shape, tokens, pass).
+LAYER_TARGETS_MS = {
+    ("qwen3-30b-a3b", 8192, "fwd"): (1.6, 1.1),
+    ("qwen3-30b-a3b", 8192, "fwd+bwd"): (3.5, 2.4),
+    ("qwen3-30b-a3b", 64, "fwd"): (0.25, 0.12),
+}
+# PERF.md's expert-layer baselines on the H200 (torch 2.11, bitsandbytes 0.50), (bf16
+# grouped_mm + LoRA, bitsandbytes dequantize + the same) in ms: this run's should agree.
+LAYER_BASELINES_MS = {
+    ("qwen3-30b-a3b", 8192, "fwd"): (2.34, 3.00), ("qwen3-30b-a3b", 8192, "fwd+bwd"): (5.43, 6.09),
+    ("qwen3-30b-a3b", 64, "fwd"): (0.61, 1.26), ("qwen3-30b-a3b", 64, "fwd+bwd"): (1.50, 2.12),
+    ("glm-4.7-flash", 8192, "fwd"): (2.10, 2.72), ("glm-4.7-flash", 8192, "fwd+bwd"): (4.63, 5.31),
+    ("gpt-oss-20b", 8192, "fwd"): (4.16, 4.97), ("gpt-oss-20b", 8192, "fwd+bwd"): (9.02, 9.81),
+    ("mixtral-8x7b", 8192, "fwd"): (11.5, 13.1), ("mixtral-8x7b", 8192, "fwd+bwd"): (25.8, 25.4),
+}
 
 NF4 = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
        -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
@@ -49,6 +70,37 @@ def median_ms(function, warmup=3, reps=20):
         end.synchronize()
         times.append(start.elapsed_time(end))
     return statistics.median(times)
+
+
+def peak_extra_bytes(function):
+    """How far one call of `function` takes torch's allocated bytes above what was resident."""
+    torch.cuda.synchronize()
+    resident = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    function()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - resident
+
+
+def try_baseline(what, function):
+    """function(), or None after saying why: a failing baseline leaves the rest of the run."""
+    try:
+        return function()
+    except Exception as error:  # noqa: BLE001 - any failure means no such baseline
+        print(f"{what} failed ({error}): skipped", file=sys.stderr)
+        torch.cuda.empty_cache()
+        return None
+
+
+def time_baseline(what, function):
+    """median_ms(function), or None where the baseline fails."""
+    return try_baseline(what, lambda: median_ms(function))
+
+
+def floor_ms(flops, fewest_bytes):
+    """The physical floor: the FLOPs at the matmul ceiling or the fewest bytes at the copy
+    ceiling, whichever takes longer."""
+    return max(flops / (MATMUL_TFLOPS * 1e9), fewest_bytes / (COPY_TBPS * 1e9))
 
 
 def dequantize_nf4(packed, absmax, shape):
@@ -74,6 +126,7 @@ class Projection:
         self.E, self.K, self.N, self.r = experts, in_features, out_features, rank
         self.in_out = in_out
         self.M = int(counts.sum())
+        self.active_experts = int((counts > 0).sum())
         dev = "cuda"
         self.shape = (experts, in_features, out_features) if in_out else (experts, out_features, in_features)
         numel = math.prod(self.shape)
@@ -139,25 +192,32 @@ class Projection:
         """W_e as the [E, K, N] operand of grouped_mm (a view, no copy)."""
         return weight if self.in_out else weight.transpose(-2, -1)
 
-    def torch_forward(self, weight, lora=True):
-        y = torch._grouped_mm(self.x, self.weight_kn(weight), offs=self.group_end)
-        if lora:
-            xa = torch._grouped_mm(self.x, self.lora_a.transpose(-2, -1), offs=self.group_end)
-            y = y + self.scale * torch._grouped_mm(xa, self.lora_b.transpose(-2, -1), offs=self.group_end)
-        return y
+    def torch_forward(self, weight, lora=True, x=None):
+        """y and x_lora_a (None without LoRA) from x, by default the projection's own."""
+        x = self.x if x is None else x
+        y = torch._grouped_mm(x, self.weight_kn(weight), offs=self.group_end)
+        if not lora:
+            return y, None
+        xa = torch._grouped_mm(x, self.lora_a.transpose(-2, -1), offs=self.group_end)
+        y = y + self.scale * torch._grouped_mm(xa, self.lora_b.transpose(-2, -1), offs=self.group_end)
+        return y, xa
 
-    def torch_backward(self, weight):
+    def torch_backward(self, weight, x=None, grad_y=None, x_lora_a=None):
         """grad_x, grad_lora_a, grad_lora_b; the last two through 2-D x 2-D grouped_mm
-        (ragged reduction dim), None where this torch build refuses it."""
-        g = torch._grouped_mm(self.grad_y, self.lora_b, offs=self.group_end)
-        grad_x = torch._grouped_mm(self.grad_y, self.weight_kn(weight).transpose(-2, -1), offs=self.group_end)
+        (ragged reduction dim), None where this torch build refuses it. x and grad_y are by
+        default the projection's own; x_lora_a, the forward's, is recomputed when not given."""
+        x = self.x if x is None else x
+        grad_y = self.grad_y if grad_y is None else grad_y
+        g = torch._grouped_mm(grad_y, self.lora_b, offs=self.group_end)
+        grad_x = torch._grouped_mm(grad_y, self.weight_kn(weight).transpose(-2, -1), offs=self.group_end)
         grad_x = grad_x + self.scale * torch._grouped_mm(g, self.lora_a, offs=self.group_end)
         if self.lora_grads_supported is False:
             return grad_x, None, None
         try:
-            xa = torch._grouped_mm(self.x, self.lora_a.transpose(-2, -1), offs=self.group_end)
-            grad_a = self.scale * torch._grouped_mm(g.t(), self.x, offs=self.group_end)
-            grad_b = self.scale * torch._grouped_mm(self.grad_y.t(), xa, offs=self.group_end)
+            xa = (torch._grouped_mm(x, self.lora_a.transpose(-2, -1), offs=self.group_end)
+                  if x_lora_a is None else x_lora_a)
+            grad_a = self.scale * torch._grouped_mm(g.t(), x, offs=self.group_end)
+            grad_b = self.scale * torch._grouped_mm(grad_y.t(), xa, offs=self.group_end)
         except RuntimeError as error:
             print(f"torch 2-D x 2-D grouped_mm refused ({error}): LoRA gradients left out of the "
                   "bf16 backward baseline", file=sys.stderr)
@@ -173,14 +233,95 @@ class Projection:
         lora = 2.0 * self.M * self.r * (self.K + self.N)
         return main + (2 * lora if backward else lora)
 
-    def floor_ms(self, backward, active_experts):
-        """The larger of the FLOPs at the matmul ceiling and the fewest bytes (active
-        experts' 4-bit weights and absmax; x and y, or dY and x read and dX written)
-        at the copy ceiling."""
-        weight_bytes = active_experts * self.N * self.K / 2 * (1 + 8 / BLOCKSIZE)
+    def fewest_bytes(self, backward):
+        """Active experts' 4-bit weights and absmax; x read and y written, or dY and x read
+        and dX written."""
+        weight_bytes = self.active_experts * self.N * self.K / 2 * (1 + 8 / BLOCKSIZE)
         act_bytes = 2 * self.M * ((self.N + 2 * self.K) if backward else (self.K + self.N))
-        return max(self.flops(backward) / (MATMUL_TFLOPS * 1e9),
-                   (weight_bytes + act_bytes) / (COPY_TBPS * 1e9))
+        return weight_bytes + act_bytes
+
+    def buffer_bytes(self, backward):
+        """Bytes of what moeq's forward (and backward) write: y, x_lora_a, the gradients and
+        the workspaces. They are bound here once, where torch allocates its outputs in the
+        call, so they count as the call's extra memory."""
+        names = ("y", "x_lora_a") + (("grad_x", "grad_lora_a", "grad_lora_b") if backward else ())
+        tensors = [getattr(self, name) for name in names] + self.workspaces[:2 if backward else 1]
+        return sum(tensor.nbytes for tensor in tensors)
+
+
+def swiglu(gate_up, out=None):
+    """silu(gate) * up, gate and up the two halves of gate_up's output."""
+    gate, up = gate_up.chunk(2, dim=-1)
+    return torch.mul(torch.nn.functional.silu(gate), up, out=out)
+
+
+def swiglu_backward(gate_up, grad, out=None):
+    """The gradient of swiglu at gate_up's output given `grad`, as autograd computes it
+    (silu's backward kernel, one product per half), into `out` where given."""
+    gate, up = gate_up.chunk(2, dim=-1)
+    out = torch.empty_like(gate_up) if out is None else out
+    grad_gate, grad_up = out.chunk(2, dim=-1)
+    torch.ops.aten.silu_backward.grad_input(grad * up, gate, grad_input=grad_gate)
+    torch.mul(grad, torch.nn.functional.silu(gate), out=grad_up)
+    return out
+
+
+class ExpertLayer:
+    """gate_up -> silu(gate) * up -> down over two Projections that share the routing. moeq's
+    calls are bound to the projections' buffers, so the activation is written into down.x
+    and its gradient into gate_up.grad_y, where the bound calls read them; down.grad_y is
+    the layer's incoming gradient."""
+
+    def __init__(self, gate_up, down):
+        self.gate_up, self.down = gate_up, down
+        self.projections = (gate_up, down)
+
+    def run_moeq(self, backward):
+        self.gate_up.moeq_forward()
+        swiglu(self.gate_up.y, out=self.down.x)
+        self.down.moeq_forward()
+        if backward:
+            self.down.moeq_backward()
+            swiglu_backward(self.gate_up.y, self.down.grad_x, out=self.gate_up.grad_y)
+            self.gate_up.moeq_backward()
+
+    def moeq_gradients(self):
+        """In run_torch's order: grad_x, then each projection's grad_lora_a and grad_lora_b."""
+        return (self.gate_up.grad_x, self.gate_up.grad_lora_a, self.gate_up.grad_lora_b,
+                self.down.grad_lora_a, self.down.grad_lora_b)
+
+    def moeq_buffer_bytes(self, backward):
+        """The projections' bound buffers plus the layer's: the activation and its gradient."""
+        layer_buffers = (self.down.x, self.gate_up.grad_y) if backward else (self.down.x,)
+        return (sum(p.buffer_bytes(backward) for p in self.projections)
+                + sum(tensor.nbytes for tensor in layer_buffers))
+
+    def run_torch(self, backward, gate_up_weight, down_weight):
+        """y, and with the backward the gradients of moeq_gradients (None where torch
+        refuses the LoRA ones). The weights are callables giving bf16 [E, ...] tensors,
+        each called once, in the forward: the bitsandbytes baseline's bf16 copies are kept
+        for the backward, as autograd keeps a dequantized weight that grouped_mm used."""
+        gate_up_w = gate_up_weight()
+        gate_up, gate_up_xa = self.gate_up.torch_forward(gate_up_w)
+        activation = swiglu(gate_up)
+        down_w = down_weight()
+        y, down_xa = self.down.torch_forward(down_w, x=activation)
+        if not backward:
+            return y, None
+        grad_activation, down_grad_a, down_grad_b = self.down.torch_backward(
+            down_w, x=activation, x_lora_a=down_xa)
+        del down_w, activation, down_xa  # autograd frees saved tensors once their backward has run
+        grad_gate_up = swiglu_backward(gate_up, grad_activation)
+        del gate_up, grad_activation
+        grad_x, gate_up_grad_a, gate_up_grad_b = self.gate_up.torch_backward(
+            gate_up_w, grad_y=grad_gate_up, x_lora_a=gate_up_xa)
+        return y, (grad_x, gate_up_grad_a, gate_up_grad_b, down_grad_a, down_grad_b)
+
+    def flops_and_fewest_bytes(self, backward):
+        """Both projections' FLOPs and fewest bytes, summed over the passes run."""
+        passes = (False, True) if backward else (False,)
+        return (sum(p.flops(b) for p in self.projections for b in passes),
+                sum(p.fewest_bytes(b) for p in self.projections for b in passes))
 
 
 def relative_error(actual, expected):
@@ -206,62 +347,136 @@ def routing_counts(tokens, experts, top_k, generator):
     return torch.bincount(chosen, minlength=experts).cpu()
 
 
-def bench_projection(lib, name, tokens, which, proj, use_bnb, rows):
-    weight = dequantize_nf4(proj.packed, proj.absmax, proj.shape)
-    active = int((torch.diff(proj.group_end.cpu(), prepend=torch.zeros(1, dtype=torch.int32)) > 0).sum())
+class BaselineWeights:
+    """One projection's weights for the torch baselines: dequantized to bf16 once and kept
+    resident, as a bf16 model's are, and bitsandbytes' dequantize_4bit of the same bytes,
+    run inside each timed call (dequantize None without bitsandbytes)."""
+
+    def __init__(self, label, proj, use_bnb):
+        self.shape = proj.shape
+        self.weight = dequantize_nf4(proj.packed, proj.absmax, proj.shape)
+        self.dequantize, self.bnb_matches = None, None
+        if use_bnb and math.prod(proj.shape) >= 2**31:
+            # Its kernels index with int32 and exit the process on larger tensors.
+            print(f"{label}: {math.prod(proj.shape)} weight elements, past bitsandbytes' "
+                  "int32 indexing: its baseline is skipped", file=sys.stderr)
+        elif use_bnb:
+            self.dequantize = bnb_dequantizer(proj.packed, proj.absmax, proj.shape)
+        if self.dequantize is not None:
+            try:
+                self.bnb_matches = bool(torch.equal(self.bnb(), self.weight))
+            except Exception as error:  # noqa: BLE001 - a broken wheel means no baseline
+                print(f"bitsandbytes dequantize_4bit failed ({error}): its baseline is skipped", file=sys.stderr)
+                self.dequantize = None
+
+    def bf16(self):
+        return self.weight
+
+    def bnb(self):
+        return self.dequantize().view(self.shape)
+
+
+def bench_projection(name, tokens, which, proj, weights, report):
     # Outputs first: moeq against torch on the same dequantized weights.
     proj.moeq_forward()
-    reference = proj.torch_forward(weight)
+    reference, _ = proj.torch_forward(weights.bf16())
     forward_error = relative_error(proj.y, reference)
     proj.moeq_backward()
-    ref_grad_x, ref_grad_a, ref_grad_b = proj.torch_backward(weight)
+    ref_grad_x, ref_grad_a, ref_grad_b = proj.torch_backward(weights.bf16())
     backward_error = relative_error(proj.grad_x, ref_grad_x)
     if ref_grad_a is not None:
         backward_error = max(backward_error, relative_error(proj.grad_lora_a, ref_grad_a),
                              relative_error(proj.grad_lora_b, ref_grad_b))
-    ok = forward_error < 2e-2 and backward_error < 2e-2
-    dequantize = None
-    if use_bnb and math.prod(proj.shape) >= 2**31:
-        # Its kernels index with int32 and exit the process on larger tensors.
-        print(f"{name} {which}: {math.prod(proj.shape)} weight elements, past bitsandbytes' "
-              "int32 indexing: its baseline is skipped", file=sys.stderr)
-    elif use_bnb:
-        dequantize = bnb_dequantizer(proj.packed, proj.absmax, proj.shape)
-    bnb_match = None
-    if dequantize is not None:
-        try:
-            bnb_match = bool(torch.equal(dequantize().view(proj.shape), weight))
-        except Exception as error:  # noqa: BLE001 - a broken wheel means no baseline
-            print(f"bitsandbytes dequantize_4bit failed ({error}): its baseline is skipped", file=sys.stderr)
-            dequantize = None
+    del reference, ref_grad_x, ref_grad_a, ref_grad_b
+    ok = forward_error < TOLERANCE and backward_error < TOLERANCE
 
     for backward in (False, True):
         moeq_ms = median_ms(proj.moeq_backward if backward else proj.moeq_forward)
         if backward:
-            bf16_ms = median_ms(lambda: proj.torch_backward(weight))
-            bf16_nolora_ms = median_ms(lambda: torch._grouped_mm(
-                proj.grad_y, proj.weight_kn(weight).transpose(-2, -1), offs=proj.group_end))
-            bnb_ms = (median_ms(lambda: proj.torch_backward(dequantize().view(proj.shape)))
-                      if dequantize else None)
+            def with_lora(weight):
+                return proj.torch_backward(weight())
+
+            def without_lora(weight):
+                return torch._grouped_mm(proj.grad_y, proj.weight_kn(weight()).transpose(-2, -1),
+                                         offs=proj.group_end)
         else:
-            bf16_ms = median_ms(lambda: proj.torch_forward(weight))
-            bf16_nolora_ms = median_ms(lambda: proj.torch_forward(weight, lora=False))
-            bnb_ms = (median_ms(lambda: proj.torch_forward(dequantize().view(proj.shape)))
-                      if dequantize else None)
-        floor = proj.floor_ms(backward, active)
-        row = {
-            "shape": name, "tokens": tokens, "gemm": which, "pass": "bwd" if backward else "fwd",
-            "M": proj.M, "N": proj.N, "K": proj.K, "rank": proj.r, "active_experts": active,
+            def with_lora(weight):
+                return proj.torch_forward(weight())
+
+            def without_lora(weight):
+                return proj.torch_forward(weight(), lora=False)
+        label = f"{name} {tokens} {which} {'bwd' if backward else 'fwd'}"
+        bf16_ms = time_baseline(f"{label} bf16", lambda: with_lora(weights.bf16))
+        bf16_nolora_ms = time_baseline(f"{label} bf16 without LoRA", lambda: without_lora(weights.bf16))
+        bnb_ms = time_baseline(f"{label} bitsandbytes", lambda: with_lora(weights.bnb)) if weights.dequantize else None
+        floor = floor_ms(proj.flops(backward), proj.fewest_bytes(backward))
+        report.add({
+            "kind": "gemm", "shape": name, "tokens": tokens, "gemm": which, "pass": "bwd" if backward else "fwd",
+            "M": proj.M, "N": proj.N, "K": proj.K, "rank": proj.r, "active_experts": proj.active_experts,
             "moeq_ms": moeq_ms, "tflops": proj.flops(backward) / (moeq_ms * 1e9),
             "floor_ms": floor, "pct_floor": 100.0 * floor / moeq_ms,
             "bf16_lora_ms": bf16_ms, "bf16_nolora_ms": bf16_nolora_ms, "bnb_lora_ms": bnb_ms,
             "error": backward_error if backward else forward_error, "checked": ok,
-            "bnb_dequant_matches": bnb_match,
-        }
-        rows.append(row)
-        print(table_line(row), flush=True)
-    del weight
+            "bnb_dequant_matches": weights.bnb_matches,
+        })
+
+
+def bench_layer(name, tokens, layer, gate_up_weights, down_weights, report):
+    """The layer's rows, fwd and fwd+bwd: moeq's layer checked against the bf16 one on the
+    same weights, then moeq and each baseline timed and their peak extra memory taken."""
+    baselines = {"bf16": (gate_up_weights.bf16, down_weights.bf16)}
+    if gate_up_weights.dequantize and down_weights.dequantize:
+        baselines["bnb"] = (gate_up_weights.bnb, down_weights.bnb)
+    # Outputs first: y, grad_x and the four LoRA gradients.
+    layer.run_moeq(backward=True)
+    reference = try_baseline(f"{name} {tokens} bf16 expert layer",
+                             lambda: layer.run_torch(True, *baselines["bf16"]))
+    forward_error = backward_error = None
+    if reference is not None:
+        y, gradients = reference
+        forward_error = relative_error(layer.down.y, y)
+        backward_error = max(relative_error(mine, theirs)
+                             for mine, theirs in zip(layer.moeq_gradients(), gradients) if theirs is not None)
+        del y, gradients
+    del reference
     torch.cuda.empty_cache()
+
+    for backward in (False, True):
+        which_pass = "fwd+bwd" if backward else "fwd"
+        moeq = functools.partial(layer.run_moeq, backward)
+        moeq_ms = median_ms(moeq)
+        floor = floor_ms(*layer.flops_and_fewest_bytes(backward))
+        error = max(forward_error, backward_error) if backward and forward_error is not None else forward_error
+        target_ms, goal_ms = LAYER_TARGETS_MS.get((name, tokens, which_pass), (None, None))
+        row = {
+            "kind": "layer", "shape": name, "tokens": tokens, "pass": which_pass,
+            "M": layer.gate_up.M, "H": layer.gate_up.K, "I": layer.down.K, "rank": layer.gate_up.r,
+            "active_experts": layer.gate_up.active_experts,
+            "moeq_ms": moeq_ms, "floor_ms": floor, "pct_floor": 100.0 * floor / moeq_ms,
+            "moeq_extra_bytes": layer.moeq_buffer_bytes(backward) + peak_extra_bytes(moeq),
+            "error": error, "checked": error is not None and error < TOLERANCE,
+            "target_ms": target_ms, "goal_ms": goal_ms,
+        }
+        for baseline in ("bf16", "bnb"):
+            row[f"{baseline}_lora_ms"] = row[f"{baseline}_extra_bytes"] = None
+            if baseline not in baselines:
+                continue
+            call = functools.partial(layer.run_torch, backward, *baselines[baseline])
+            label = f"{name} {tokens} {which_pass} {baseline} expert layer"
+            row[f"{baseline}_lora_ms"] = time_baseline(label, call)
+            if row[f"{baseline}_lora_ms"] is not None:
+                row[f"{baseline}_extra_bytes"] = try_baseline(label, lambda: peak_extra_bytes(call))
+            torch.cuda.empty_cache()
+        report.add(row)
+
+
+def cell(value, width, spec=".3f"):
+    """value formatted right-aligned in `width`, or n/a where it was not measured."""
+    return f"{'n/a':>{width}}" if value is None else f"{value:{width}{spec}}"
+
+
+def ratio(numerator, denominator):
+    return None if numerator is None or not denominator else numerator / denominator
 
 
 TABLE_HEADER = (f"{'shape':15} {'tok':>5} {'gemm':8} {'pass':4} {'moeq ms':>8} {'TFLOP/s':>8} {'%floor':>7} "
@@ -269,19 +484,23 @@ TABLE_HEADER = (f"{'shape':15} {'tok':>5} {'gemm':8} {'pass':4} {'moeq ms':>8} {
 
 
 def table_line(r):
-    bnb = f"{r['bnb_lora_ms']:8.3f}" if r["bnb_lora_ms"] else f"{'n/a':>8}"
-    x_bnb = f"{r['moeq_ms'] / r['bnb_lora_ms']:7.2f}" if r["bnb_lora_ms"] else f"{'n/a':>7}"
     return (f"{r['shape']:15} {r['tokens']:5d} {r['gemm']:8} {r['pass']:4} {r['moeq_ms']:8.3f} "
-            f"{r['tflops']:8.1f} {r['pct_floor']:6.1f}% {r['bf16_lora_ms']:8.3f} {r['bf16_nolora_ms']:8.3f} "
-            f"{bnb} {r['moeq_ms'] / r['bf16_lora_ms']:7.2f} {r['moeq_ms'] / r['bf16_nolora_ms']:7.2f} {x_bnb} "
-            f"{r['error']:8.1e} {'yes' if r['checked'] else 'NO'}")
+            f"{r['tflops']:8.1f} {r['pct_floor']:6.1f}% {cell(r['bf16_lora_ms'], 8)} {cell(r['bf16_nolora_ms'], 8)} "
+            f"{cell(r['bnb_lora_ms'], 8)} "
+            + " ".join(cell(ratio(r["moeq_ms"], r[key]), 7, ".2f")
+                       for key in ("bf16_lora_ms", "bf16_nolora_ms", "bnb_lora_ms"))
+            + f" {r['error']:8.1e} {'yes' if r['checked'] else 'NO'}")
+
+
+def print_rows(header, line, rows):
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(line(r))
 
 
 def print_table(rows):
-    print(TABLE_HEADER)
-    print("-" * len(TABLE_HEADER))
-    for r in rows:
-        print(table_line(r))
+    print_rows(TABLE_HEADER, table_line, rows)
     print("x bf16 / x noL / x bnb: moeq time over the baseline's (below 1: moeq faster). "
           "bf16 = torch _grouped_mm + LoRA grouped GEMMs, noL = without LoRA, bnb = dequantize_4bit + bf16. "
           "err: relative Frobenius error of moeq against torch on the same dequantized weights.")
@@ -290,12 +509,77 @@ def print_table(rows):
         print("bitsandbytes dequantize_4bit of the same bytes equals the weights moeq uses:", matches == {True})
 
 
+LAYER_HEADER = (f"{'shape':15} {'tok':>5} {'pass':7} {'moeq ms':>8} {'%floor':>7} {'bf16 ms':>8} {'bnb ms':>8} "
+                f"{'x bf16':>7} {'x bnb':>7} {'MiB moeq':>9} {'MiB bf16':>9} {'MiB bnb':>9} {'err':>8} ok  target")
+
+
+def layer_verdict(r):
+    """Against PERF.md's first bar where it sets one, else against this run's baselines."""
+    if r["target_ms"] is not None:
+        met = "met" if r["moeq_ms"] <= r["target_ms"] else "MISSED"
+        return f"<={r['target_ms']:g} ms (goal {r['goal_ms']:g}) {met}"
+    measured = [r[key] for key in ("bf16_lora_ms", "bnb_lora_ms") if r[key] is not None]
+    if not measured:
+        return "n/a"
+    return f"faster than baselines: {'yes' if r['moeq_ms'] < min(measured) else 'NO'}"
+
+
+def layer_line(r):
+    mib = [None if r[key] is None else r[key] / 2**20
+           for key in ("moeq_extra_bytes", "bf16_extra_bytes", "bnb_extra_bytes")]
+    return (f"{r['shape']:15} {r['tokens']:5d} {r['pass']:7} {r['moeq_ms']:8.3f} {r['pct_floor']:6.1f}% "
+            f"{cell(r['bf16_lora_ms'], 8)} {cell(r['bnb_lora_ms'], 8)} "
+            + " ".join([cell(ratio(r["moeq_ms"], r[key]), 7, ".2f") for key in ("bf16_lora_ms", "bnb_lora_ms")]
+                       + [cell(value, 9, ".1f") for value in mib])
+            + f" {cell(r['error'], 8, '.1e')} {'yes' if r['checked'] else 'NO':3} {layer_verdict(r)}")
+
+
+def print_layer_table(rows):
+    print_rows(LAYER_HEADER, layer_line, rows)
+    print("Expert layer: gate_up -> silu(gate) * up -> down, LoRA on both projections; fwd+bwd = the forward "
+          "then grad_x and the four LoRA gradients. x bf16 / x bnb: moeq time over the baseline's (below 1: "
+          "moeq faster); bnb dequantizes both projections in the forward and keeps the bf16 copies for the "
+          "backward, as autograd does. MiB: peak memory above the resident weights, inputs and LoRA adapters "
+          "during one call (moeq's counts its bound outputs, saved x_lora_a, gradients and workspaces). "
+          "err: largest relative Frobenius error of moeq's y (and grad_x, LoRA gradients) against the bf16 "
+          "layer on the same dequantized weights.")
+    compared = [r for r in rows if (r["shape"], r["tokens"], r["pass"]) in LAYER_BASELINES_MS]
+    if compared:
+        print("Against PERF.md (H200): moeq's time and first bar; this run's baselines next to PERF.md's.")
+    for r in compared:
+        perf_bf16, perf_bnb = LAYER_BASELINES_MS[(r["shape"], r["tokens"], r["pass"])]
+        target = f"first bar {layer_verdict(r)}" if r["target_ms"] is not None else "no absolute target"
+        print(f"  {r['shape']} {r['tokens']} {r['pass']}: moeq {r['moeq_ms']:.3f} ms, {target}; "
+              f"bf16+LoRA {cell(r['bf16_lora_ms'], 0)} ms (PERF.md {perf_bf16:.2f}), "
+              f"bnb {cell(r['bnb_lora_ms'], 0)} ms (PERF.md {perf_bnb:.2f})")
+
+
+class Report:
+    """Rows as they are measured: each printed at once, under its table's header where the
+    kind of row changes, and kept for the json and the closing tables."""
+    LINES = {"gemm": (TABLE_HEADER, table_line), "layer": (LAYER_HEADER, layer_line)}
+
+    def __init__(self):
+        self.rows, self.last_kind = [], None
+
+    def add(self, row):
+        header, line = self.LINES[row["kind"]]
+        if row["kind"] != self.last_kind:
+            print(header)
+            self.last_kind = row["kind"]
+        print(line(row), flush=True)
+        self.rows.append(row)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--tokens", nargs="+", type=int, default=[8192, 64])
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--no-bnb", action="store_true")
+    parser.add_argument("--no-bnb", action="store_true", help="leave out the bitsandbytes baseline")
+    rows_wanted = parser.add_mutually_exclusive_group()
+    rows_wanted.add_argument("--layer-only", action="store_true", help="time the expert layer, not each GEMM")
+    rows_wanted.add_argument("--no-layer", action="store_true", help="time each GEMM, not the expert layer")
     parser.add_argument("--library", default=None)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -306,23 +590,36 @@ def main():
     print(lib.moeq_build_info().decode(), "|", torch.cuda.get_device_name(), "| torch", torch.__version__)
     generator = torch.Generator(device="cuda")
     generator.manual_seed(0)
-    rows = []
-    print(TABLE_HEADER, flush=True)
+    report = Report()
     for name in args.shapes:
         experts, top_k, hidden, inter, in_out = SHAPES[name]
         for tokens in args.tokens:
             counts = routing_counts(tokens, experts, top_k, generator)
-            for which, (k, n) in (("gate_up", (hidden, 2 * inter)), ("down", (inter, hidden))):
-                proj = Projection(lib, experts, k, n, in_out, counts, args.rank, generator)
-                bench_projection(lib, name, tokens, which, proj, not args.no_bnb, rows)
-                del proj
-                torch.cuda.empty_cache()
+            projections = {which: Projection(lib, experts, k, n, in_out, counts, args.rank, generator)
+                           for which, (k, n) in (("gate_up", (hidden, 2 * inter)), ("down", (inter, hidden)))}
+            weights = {which: BaselineWeights(f"{name} {which}", proj, not args.no_bnb)
+                       for which, proj in projections.items()}
+            if not args.layer_only:
+                for which, proj in projections.items():
+                    bench_projection(name, tokens, which, proj, weights[which], report)
+            if not args.no_layer:
+                layer = ExpertLayer(projections["gate_up"], projections["down"])
+                bench_layer(name, tokens, layer, weights["gate_up"], weights["down"], report)
+                del layer
+            del projections, weights
+            torch.cuda.empty_cache()
             if args.json:  # after every shape, so a crash later keeps what was measured
                 with open(args.json, "w") as out:
-                    json.dump(rows, out, indent=1)
-    print()
-    print_table(rows)
-    if not all(r["checked"] for r in rows):
+                    json.dump(report.rows, out, indent=1)
+    gemm_rows = [r for r in report.rows if r["kind"] == "gemm"]
+    layer_rows = [r for r in report.rows if r["kind"] == "layer"]
+    if gemm_rows:
+        print()
+        print_table(gemm_rows)
+    if layer_rows:
+        print()
+        print_layer_table(layer_rows)
+    if not all(r["checked"] for r in report.rows):
         sys.exit("some outputs did not match the torch reference")
 
 
