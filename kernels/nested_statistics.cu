@@ -1,6 +1,7 @@
 // Nested statistics on the GPU: the mean of absmax in core/nested.hpp's fixed order
 // (kMeanLanes lane sums, then pairwise halving), then per group of 256 blocks the
-// absmax of (absmax - mean) and the 8-bit code of each block.
+// absmax of (absmax - mean) and the 8-bit code of each block. The quantize kernel
+// has already summed the lanes in no fixed order; they stand where proven exact.
 #include "core/nested.hpp"
 #include "cuda_check.cuh"
 #include "launch_grid.cuh"
@@ -11,7 +12,8 @@
 namespace moeq::cuda {
 namespace {
 
-// Lane sums: CTA c owns lanes [8c, 8c + 8). Its threads split each lane's values
+// Lane sums: CTA c owns lanes [8c, 8c + 8). Where the quantize kernel's sums of all
+// eight are proven exact it is done; otherwise its threads split each lane's values
 // absmax[lane + k * kMeanLanes] by k into kLanePhases phases, so a warp reads four
 // whole 32-byte sectors per step and 128 CTAs stream the array in parallel.
 constexpr int kLanesPerCta = 8;
@@ -32,12 +34,21 @@ __device__ bool sum_is_exact(double total, float smallest_nonzero) {
 }
 
 __global__ void __launch_bounds__(kLaneSumThreads)
-    lane_sums_kernel(const float* absmax, int64_t count, double* lane_sums) {
+    lane_sums_kernel(const float* absmax, int64_t count, const uint32_t* smallest_complement,
+                     double* lane_sums) {
   __shared__ double sums[kLanePhases][kLanesPerCta];
   __shared__ float smallest[kLanePhases][kLanesPerCta];
   const int column = threadIdx.x % kLanesPerCta;
   const int phase = threadIdx.x / kLanesPerCta;
   const int64_t lane = int64_t{blockIdx.x} * kLanesPerCta + column;
+  // No lane's smallest absmax is below the tensor's, so its ulp proves a lane's sum too.
+  bool unproven = false;
+  if (phase == 0) {
+    const uint32_t complement = *smallest_complement;
+    unproven = !sum_is_exact(lane_sums[lane], complement == 0 ? INFINITY : __uint_as_float(~complement));
+  }
+  if (!__syncthreads_or(unproven)) return;
+
   const int64_t step = int64_t{kLanePhases} * kMeanLanes;
   double sum = 0.0;
   float least = INFINITY;
@@ -179,11 +190,15 @@ __global__ void __launch_bounds__(kEncodeThreads)
 
 }  // namespace
 
+void clear_mean_inputs(const NestedWorkspace& workspace, cudaStream_t stream) {
+  check_cuda(cudaMemsetAsync(workspace.lane_sums, 0, kMeanInputsBytes, stream), "cudaMemsetAsync");
+}
+
 void quantize_statistics(const NestedWorkspace& workspace, const QuantizedBuffers& out,
                          cudaStream_t stream) {
   const int64_t count = out.block_count();
   lane_sums_kernel<<<kMeanLanes / kLanesPerCta, kLaneSumThreads, 0, stream>>>(
-      workspace.absmax, count, workspace.lane_sums);
+      workspace.absmax, count, workspace.smallest_complement, workspace.lane_sums);
   check_launch("lane_sums_kernel");
   const NestedOutputs outputs{out.absmax_codes, out.nested_absmax, out.nested_code,
                               out.nested_offset,

@@ -1,6 +1,6 @@
 // Eight consecutive float32 / float16 / bfloat16 elements as the quantize and
-// dequantize kernels move them: 16-byte streaming accesses when the pointer is
-// aligned and the vector is whole, element-wise guarded accesses otherwise.
+// dequantize kernels move them: 16-byte accesses (streaming by default) when the
+// pointer is aligned and the vector is whole, element-wise guarded accesses otherwise.
 #pragma once
 
 #include "core/scalar.hpp"
@@ -38,22 +38,37 @@ __host__ __device__ __forceinline__ void set_word(uint4& v, int i, uint32_t valu
   else v.w = value;
 }
 
-// Data read once: streaming loads and stores (evict-first) keep L2 for what is
-// read again, such as the nested path's block statistics.
-template <class T>
+// How a whole-vector access treats the caches. Streaming (evict-first) keeps L2 for
+// data read again, such as the nested path's block statistics; Default leaves each
+// line to L2's usual policy, so a write-back stream is not evicted ahead of the rest.
+enum class CacheHint { Streaming, Default };
+
+template <CacheHint Hint, class Word>
+__device__ __forceinline__ Word load_word(const Word* source) {
+  if constexpr (Hint == CacheHint::Streaming) return __ldcs(source);
+  else return __ldg(source);
+}
+
+template <CacheHint Hint, class Word>
+__device__ __forceinline__ void store_word(Word* destination, const Word& value) {
+  if constexpr (Hint == CacheHint::Streaming) __stcs(destination, value);
+  else *destination = value;
+}
+
+template <CacheHint Hint = CacheHint::Streaming, class T>
 __device__ __forceinline__ RawVector<T> load_vector(const T* source) {
   RawVector<T> raw;
   const uint4* words = reinterpret_cast<const uint4*>(source);
 #pragma unroll
-  for (int i = 0; i < RawVector<T>::kWords; ++i) raw.words[i] = __ldcs(words + i);
+  for (int i = 0; i < RawVector<T>::kWords; ++i) raw.words[i] = load_word<Hint>(words + i);
   return raw;
 }
 
-template <class T>
+template <CacheHint Hint = CacheHint::Streaming, class T>
 __device__ __forceinline__ void store_vector(T* destination, const RawVector<T>& raw) {
   uint4* words = reinterpret_cast<uint4*>(destination);
 #pragma unroll
-  for (int i = 0; i < RawVector<T>::kWords; ++i) __stcs(words + i, raw.words[i]);
+  for (int i = 0; i < RawVector<T>::kWords; ++i) store_word<Hint>(words + i, raw.words[i]);
 }
 
 // Bits of element i (0..7) of a raw vector, zero-extended.
