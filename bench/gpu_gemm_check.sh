@@ -14,7 +14,7 @@
 # "build test sanitize bench"), SANITIZER_TOOLS (default "memcheck racecheck
 # initcheck synccheck"), SANITIZER_CASES (random cases per suite, 3),
 # SANITIZER_CONCURRENCY_SECONDS (how long the concurrency suite's threads run under
-# a sanitizer, 1), BENCH_ARGS (passed to bench/expert_gemm.py). The suites run side
+# a sanitizer, 3), BENCH_ARGS (passed to bench/expert_gemm.py). The suites run side
 # by side in each step.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -92,13 +92,14 @@ step_test() {
 
 step_sanitize() {
   echo "== compute-sanitizer (${SANITIZER_CASES:-3} random cases per suite," \
-    "${SANITIZER_CONCURRENCY_SECONDS:-1} s of concurrent calls), every tool and suite side by side"
+    "${SANITIZER_CONCURRENCY_SECONDS:-3} s of concurrent calls), every tool and suite side by side"
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   tools=${SANITIZER_TOOLS:-memcheck racecheck initcheck synccheck}
+  # 3 s of concurrent calls: under racecheck 1 s gave each thread a single call.
   for tool in $tools; do
     for suite in "${suites[@]}"; do
       ( MOEQ_GEMM_TEST_CASES=${SANITIZER_CASES:-3} \
-        MOEQ_CONCURRENCY_SECONDS=${SANITIZER_CONCURRENCY_SECONDS:-1} timeout 240 "$sanitizer" \
+        MOEQ_CONCURRENCY_SECONDS=${SANITIZER_CONCURRENCY_SECONDS:-3} timeout 240 "$sanitizer" \
           --tool "$tool" --error-exitcode 3 "$build/tests/$suite" -tce="$memory_test" \
           >"$out/$tool-$suite.log" 2>&1
         echo "$tool $suite: exit $?" >>"$out/$tool-$suite.log" ) &
