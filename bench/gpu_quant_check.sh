@@ -39,7 +39,7 @@ prepare() {
   dlpack=$(python3 -c 'import tvm_ffi.libinfo as l; print(l.find_dlpack_include_path())')
   # The reference BLAS needs only libc, which the GPU image has; OpenBLAS' header.
   [ -f "$build/build.ninja" ] || cmake -S "$source" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DMOEQ_CUDA=ON -DMOEQ_BUILD_BENCH=OFF -DMOEQ_BUILD_CLI=OFF -DMOEQ_BUILD_PYTHON=OFF \
+    -DMOEQ_CUDA=ON -DMOEQ_BUILD_BENCH=OFF -DMOEQ_BUILD_PYTHON=OFF \
     -DMOEQ_BUILD_JAVA=OFF -DMOEQ_BUILD_RUST=OFF -DMOEQ_DLPACK_INCLUDE_DIR="$dlpack" \
     -DMOEQ_CBLAS_INCLUDE_DIR=/usr/include/x86_64-linux-gnu/openblas-openmp \
     -DMOEQ_CBLAS_LIBRARY="$blas" >/dev/null
@@ -52,9 +52,9 @@ prepare() {
       "$source/bench/quant_tilings.cu" "$source/kernels/nested_statistics.cu" "$source/kernels/encode_table.cu" \
       -L"$build" -l:libmoeq.so.0 -o "$tilings"
   fi
-  rm -rf "$carry" && mkdir -p "$carry/lib/fallback" "$carry/bin" "$carry/bench"
+  rm -rf "$stage" && mkdir -p "$carry/lib/fallback" "$carry/bin" "$carry/bench"
   cp -L "$build/libmoeq.so.0" "$blas" "$carry/lib/"
-  cp -L "$(gcc -print-file-name=libgomp.so.1)" /usr/local/cuda/lib64/libcudart.so.13 "$carry/lib/fallback/"
+  cp -L "$(gcc -print-file-name=libgomp.so.1)" "$carry/lib/fallback/"
   cp "$build/tests/test_cuda_quantize" "$tilings" "$carry/bin/"
   cp "$source/bench/quant.py" "$source/bench/moeq_ctypes.py" "$carry/bench/"
   # The suite reads the golden vectors where this build unpacked them (MOEQ_GOLDEN_DIR).
@@ -66,9 +66,9 @@ prepare() {
 gpu_check() {
   local out=${OUT:-$stage/out}
   mkdir -p "$out"
+  # The suite links the CUDA runtime of the toolkit there (13.0, as here).
   export LD_LIBRARY_PATH=$carry/lib:${CUDA_HOME:-/usr/local/cuda}/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  ldconfig -p | grep -q 'libgomp.so.1 ' && ldconfig -p | grep -q 'libcudart.so.13 ' ||
-    export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$carry/lib/fallback
+  ldconfig -p | grep -q 'libgomp.so.1 ' || export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$carry/lib/fallback
   local golden
   golden=$(cat "$carry/golden_parent")
   mkdir -p "$golden" && tar -xzf tests/data/bnb_golden_public.tar.gz -C "$golden"
