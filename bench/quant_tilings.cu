@@ -523,9 +523,12 @@ void bench_tensor(const std::string& name, int64_t numel, int repetitions, cudaS
       const Quantized& reference = c->nested ? reference_nested : reference_plain;
       const char* expected = c->nested ? expected_nested : expected_plain;
       const std::string variant = c->nested ? " nested" : " plain";
+      require(cudaMemsetAsync(output, 0xff, side_bytes, stream), "poison");
+      library_dequantize(*c, reference, output, stream);
+      const long long library_wrong = counter.count(output, expected, side_bytes, stream);
       report(name, "libmoeq dequantize" + variant, timer.median_us([&] {
         library_dequantize(*c, reference, output, stream);
-      }), stored_bytes(numel, blocksize, c->nested), counter.count(output, expected, side_bytes, stream));
+      }), stored_bytes(numel, blocksize, c->nested), library_wrong);
       for_each_tiling(DequantizeTilings{}, [&](auto tiling) {
         using Tiling = decltype(tiling);
         require(cudaMemsetAsync(output, 0xff, side_bytes, stream), "poison");
