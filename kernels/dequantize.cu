@@ -7,7 +7,7 @@ namespace moeq::cuda {
 namespace {
 
 // Measured on the H200 against the other tilings (bench/quant_tilings.cu, bench/RESULTS.md).
-using ChosenDequantizeTiling = DequantizeTiling<8, false, CacheHint::Default, 4>;
+using ChosenDequantizeTiling = DequantizeTiling<8, true, CacheHint::Default, 2, 2>;
 
 }  // namespace
 

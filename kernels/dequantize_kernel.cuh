@@ -10,6 +10,8 @@
 
 #include <moeq/moeq.h>
 
+#include <algorithm>
+
 namespace moeq::cuda {
 
 // A CTA dequantizes tiles of Rows x kThreads vectors of 8 elements: thread t holds
@@ -17,14 +19,16 @@ namespace moeq::cuda {
 // (float: 32) per thread, whole 32-byte sectors per store instruction. Each thread
 // issues the Rows packed loads of a tile before its first store; with Prefetch it
 // also issues the next tile's loads before this tile's stores, so loads stay in
-// flight while it computes. MinCtas caps the registers so that many CTAs fit an SM.
-template <int Rows, bool Prefetch, CacheHint Store, int MinCtas>
+// flight while it computes. MinCtas caps the registers so that many CTAs fit an SM;
+// MaxCtas (0: no limit) caps the CTAs per SM of the grid, fewer streams at once.
+template <int Rows, bool Prefetch, CacheHint Store, int MinCtas, int MaxCtas>
 struct DequantizeTiling {
   static constexpr int kThreads = 256;
   static constexpr int kRows = Rows;
   static constexpr bool kPrefetch = Prefetch;
   static constexpr CacheHint kStore = Store;
   static constexpr int kMinCtas = MinCtas;
+  static constexpr int kMaxCtas = MaxCtas;
   static constexpr int64_t kTileVectors = int64_t{Rows} * kThreads;
   static_assert(kThreads >= MOEQ_NESTED_CODE_SIZE, "one thread per entry of the nested map");
 };
@@ -169,8 +173,15 @@ template <class Tiling, class T, bool Nested>
 void launch_dequantize(const DequantizeProblem& problem, cudaStream_t stream) {
   const int64_t tiles = ceil_div(ceil_div(problem.in.numel, kVectorElements), Tiling::kTileVectors);
   constexpr auto kernel = &dequantize_kernel<Tiling, T, Nested>;
-  kernel<<<persistent_grid<kernel>(Tiling::kThreads, tiles), Tiling::kThreads, 0, stream>>>(
-      dequantize_args<T>(problem));
+  unsigned grid = persistent_grid<kernel>(Tiling::kThreads, tiles);
+  if constexpr (Tiling::kMaxCtas > 0) {
+    int device = 0, multiprocessors = 0;
+    check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+    check_cuda(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device),
+               "cudaDeviceGetAttribute(MultiProcessorCount)");
+    grid = std::min<unsigned>(grid, static_cast<unsigned>(multiprocessors * Tiling::kMaxCtas));
+  }
+  kernel<<<grid, Tiling::kThreads, 0, stream>>>(dequantize_args<T>(problem));
   check_launch("dequantize_kernel");
 }
 

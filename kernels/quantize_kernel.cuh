@@ -22,10 +22,12 @@ namespace moeq::cuda {
 // inputs) and writes their LaneVectors packed words. A row holds MOEQ_MAX_BLOCKSIZE
 // elements, so blocks of every blocksize lie whole inside one row. With Prefetch a
 // thread issues the next tile's loads before it encodes this one, so loads stay in
-// flight while it computes.
-template <int Threads, int Rows, int LaneVectors, bool Prefetch, CacheHint Load>
+// flight while it computes. MinCtas (0: the compiler's choice) caps the registers so
+// that many CTAs fit an SM.
+template <int Threads, int Rows, int LaneVectors, bool Prefetch, CacheHint Load, int MinCtas>
 struct QuantizeTiling {
   static constexpr int kThreads = Threads;
+  static constexpr int kMinCtas = MinCtas;
   static constexpr int kWarps = Threads / 32;
   static constexpr int kRows = Rows;
   static constexpr int kLaneVectors = LaneVectors;
@@ -236,7 +238,7 @@ __device__ __forceinline__ void quantize_tile(const QuantizeArgs<T>& args, int64
 }
 
 template <class Tiling, class T, Format F>
-__global__ void __launch_bounds__(Tiling::kThreads) quantize_kernel(const QuantizeArgs<T> args) {
+__global__ void __launch_bounds__(Tiling::kThreads, Tiling::kMinCtas) quantize_kernel(const QuantizeArgs<T> args) {
   __shared__ EncodeEntry table[kEncodeEntries];
   __shared__ float warp_max[Tiling::kRows][Tiling::kWarps];
   __shared__ double lane_sums[kMeanLanes];
