@@ -191,25 +191,6 @@ void tiling_dequantize(const Case& c, const Quantized& in, void* output, cudaStr
   dequantize_tensor<Tiling>(problem, stream);
 }
 
-// The nested statistics as before this bench's commit: the quantize kernel writes only
-// absmax, and the mean is summed again from it (the lane sums forced unproven).
-template <class Tiling>
-void nested_with_second_pass(const Case& c, const void* input, Quantized& out, cudaStream_t stream) {
-  QuantizeProblem problem;
-  problem.input = input;
-  problem.input_type = c.dtype;
-  problem.out = out.buffers;
-  const NestedWorkspace workspace = nested_workspace(out.workspace, out.buffers.block_count());
-  dispatch_scalar(c.dtype, [&](auto scalar) {
-    dispatch_format(c.format, [&](auto format) {
-      launch_quantize<Tiling, decltype(scalar), decltype(format)::value>(problem, workspace.absmax,
-                                                                         MeanInputs{}, stream);
-    });
-  });
-  require(cudaMemsetAsync(workspace.lane_sums, 0x7f, kMeanLanes * sizeof(double), stream), "memset");
-  quantize_statistics(workspace, out.buffers, stream);
-}
-
 // --------------------------------------------------------------- the tilings
 
 template <class Tiling>
@@ -232,23 +213,15 @@ struct TilingList {};
 
 using DequantizeTilings = TilingList<
     DequantizeTiling<4, false, CacheHint::Streaming, 1, 0>,  // the kernel before this bench
-    DequantizeTiling<8, true, CacheHint::Default, 2, 0>,
     DequantizeTiling<8, true, CacheHint::Default, 2, 2>,
     DequantizeTiling<8, true, CacheHint::Streaming, 2, 2>,
-    DequantizeTiling<8, true, CacheHint::Default, 1, 1>,
+    DequantizeTiling<8, true, CacheHint::Default, 2, 0>,
     DequantizeTiling<16, true, CacheHint::Default, 1, 1>,
-    DequantizeTiling<16, true, CacheHint::Default, 1, 2>,
-    DequantizeTiling<4, true, CacheHint::Default, 4, 2>,
-    DequantizeTiling<4, true, CacheHint::Default, 4, 3>,
-    DequantizeTiling<8, false, CacheHint::Default, 4, 2>,
-    DequantizeTiling<16, false, CacheHint::Default, 2, 1>>;
+    DequantizeTiling<4, true, CacheHint::Default, 4, 3>>;
 
 using QuantizeTilings = TilingList<
     QuantizeTiling<256, 2, 2, false, CacheHint::Streaming, 0>,  // the kernel before this bench
-    QuantizeTiling<256, 2, 2, false, CacheHint::Default, 0>,
     QuantizeTiling<256, 2, 2, false, CacheHint::Streaming, 5>,
-    QuantizeTiling<256, 2, 2, false, CacheHint::Default, 3>,
-    QuantizeTiling<256, 1, 2, false, CacheHint::Streaming, 6>,
     QuantizeTiling<256, 2, 2, true, CacheHint::Streaming, 0>>;
 
 template <class... Tilings, class Body>
@@ -580,36 +553,21 @@ void bench_tensor(const std::string& name, int64_t numel, int repetitions, cudaS
         }), stored_bytes(numel, blocksize, c->nested), wrong);
       });
     }
-    using Before = QuantizeTiling<256, 2, 2, false, CacheHint::Streaming, 0>;
-    nested_with_second_pass<Before>(nested, input, candidate_nested, stream);
-    const long long wrong = quantized_mismatches(candidate_nested, reference_nested, counter, stream);
-    report(name, "quantize nested, mean summed in a second pass (before)", timer.median_us([&] {
-      nested_with_second_pass<Before>(nested, input, candidate_nested, stream);
-    }), stored_bytes(numel, blocksize, true), wrong);
-    // Where the nested path's time goes: its quantize kernel (gathering the mean's
-    // inputs), then the statistics with the lane sums proven (the encode pass), then
-    // with them summed again (the lane pass and the encode pass).
-    tiling_quantize<Before>(nested, input, candidate_nested, stream);
-    const NestedWorkspace workspace = nested_workspace(candidate_nested.workspace, candidate_nested.buffers.block_count());
-    report(name, "  part: quantize kernel gathering the mean, nested", timer.median_us([&] {
-      clear_mean_inputs(workspace, stream);
-      dispatch_format(Format::NF4, [&](auto format) {
-        QuantizeProblem problem;
-        problem.input = input;
-        problem.input_type = ScalarType::BFloat16;
-        problem.out = candidate_nested.buffers;
-        launch_quantize<Before, BFloat16Bits, decltype(format)::value>(
-            problem, workspace.absmax, MeanInputs{workspace.lane_sums, workspace.smallest_complement}, stream);
-      });
+    // Where the nested path's time goes: the quantize kernel writing absmax to the
+    // workspace, then the statistics (the lane pass for the mean, the encode pass).
+    using First = QuantizeTiling<256, 2, 2, false, CacheHint::Streaming, 0>;
+    const NestedWorkspace workspace =
+        nested_workspace(candidate_nested.workspace, candidate_nested.buffers.block_count());
+    report(name, "  part: quantize kernel, absmax to the workspace", timer.median_us([&] {
+      QuantizeProblem problem;
+      problem.input = input;
+      problem.input_type = ScalarType::BFloat16;
+      problem.out = candidate_nested.buffers;
+      launch_quantize<First, BFloat16Bits, Format::NF4>(problem, workspace.absmax, stream);
     }), stored_bytes(numel, blocksize, true), -1);
-    report(name, "  part: statistics, lane sums proven (encode pass)", timer.median_us([&] {
-      quantize_statistics(workspace, candidate_nested.buffers, stream);
-    }), 5.0 * candidate_nested.buffers.block_count(), -1);
-    report(name, "  part: statistics, lane sums redone (lane + encode)", timer.median_us([&] {
-      require(cudaMemsetAsync(workspace.lane_sums, 0x7f, kMeanLanes * sizeof(double), stream), "memset");
+    report(name, "  part: nested statistics (lane pass, encode pass)", timer.median_us([&] {
       quantize_statistics(workspace, candidate_nested.buffers, stream);
     }), 9.0 * candidate_nested.buffers.block_count(), -1);
-    tiling_quantize<Before>(nested, input, candidate_nested, stream);
     const long long parts_wrong = quantized_mismatches(candidate_nested, reference_nested, counter, stream);
     g_rows.push_back(Row{name, "nested buffers after the parts", 0.0, 0.0, parts_wrong});
     std::printf("  %-52s %s\n", "nested buffers after the parts", parts_wrong ? "MISMATCH" : "(checked)");

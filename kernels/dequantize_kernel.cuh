@@ -99,7 +99,8 @@ __device__ __forceinline__ void store_tile(const DequantizeArgs<T>& args, int64_
                                            float offset) {
 #pragma unroll
   for (int r = 0; r < Tiling::kRows; ++r) {
-    const int64_t first = (tile * Tiling::kTileVectors + r * Tiling::kThreads + threadIdx.x) * kVectorElements;
+    const int64_t first =
+        (tile * Tiling::kTileVectors + r * Tiling::kThreads + threadIdx.x) * kVectorElements;
     if (!Whole && first >= args.numel) continue;
     // Two roundings (multiply, then add), as the CPU backend and bitsandbytes do.
     const float absmax =
@@ -121,7 +122,8 @@ __global__ void __launch_bounds__(Tiling::kThreads, Tiling::kMinCtas)
   __shared__ float code_values[16];
   __shared__ float nested_values[MOEQ_NESTED_CODE_SIZE];
   if (threadIdx.x < 16) code_values[threadIdx.x] = code_value(args.format, threadIdx.x);
-  if (Nested && threadIdx.x < MOEQ_NESTED_CODE_SIZE) nested_values[threadIdx.x] = args.nested_code[threadIdx.x];
+  if (Nested && threadIdx.x < MOEQ_NESTED_CODE_SIZE)
+    nested_values[threadIdx.x] = args.nested_code[threadIdx.x];
   const float offset = Nested ? args.nested_offset[0] : 0.0f;
   __syncthreads();
 

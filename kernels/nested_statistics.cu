@@ -1,7 +1,6 @@
 // Nested statistics on the GPU: the mean of absmax in core/nested.hpp's fixed order
 // (kMeanLanes lane sums, then pairwise halving), then per group of 256 blocks the
-// absmax of (absmax - mean) and the 8-bit code of each block. The quantize kernel
-// has already summed the lanes in no fixed order; they stand where proven exact.
+// absmax of (absmax - mean) and the 8-bit code of each block.
 #include "core/nested.hpp"
 #include "cuda_check.cuh"
 #include "launch_grid.cuh"
@@ -12,14 +11,13 @@
 namespace moeq::cuda {
 namespace {
 
-// Lane sums: CTA c owns lanes [8c, 8c + 8). Where the quantize kernel's sums of all
-// eight are proven exact it is done; otherwise its threads split each lane's values
+// Lane sums: CTA c owns lanes [8c, 8c + 8). Its threads split each lane's values
 // absmax[lane + k * kMeanLanes] by k into kLanePhases phases, so a warp reads four
 // whole 32-byte sectors per step and 128 CTAs stream the array in parallel.
 constexpr int kLanesPerCta = 8;
 constexpr int kLaneSumThreads = 1024;
 constexpr int kLanePhases = kLaneSumThreads / kLanesPerCta;
-constexpr int kLaneBatch = 8;
+constexpr int kLaneBatch = 16;
 static_assert(kMeanLanes % kLanesPerCta == 0, "CTAs cover the lanes");
 
 // Any summation order gives core/nested.hpp's double when no partial sum rounds:
@@ -34,21 +32,12 @@ __device__ bool sum_is_exact(double total, float smallest_nonzero) {
 }
 
 __global__ void __launch_bounds__(kLaneSumThreads)
-    lane_sums_kernel(const float* absmax, int64_t count, const uint32_t* smallest_complement,
-                     double* lane_sums) {
+    lane_sums_kernel(const float* absmax, int64_t count, double* lane_sums) {
   __shared__ double sums[kLanePhases][kLanesPerCta];
   __shared__ float smallest[kLanePhases][kLanesPerCta];
   const int column = threadIdx.x % kLanesPerCta;
   const int phase = threadIdx.x / kLanesPerCta;
   const int64_t lane = int64_t{blockIdx.x} * kLanesPerCta + column;
-  // No lane's smallest absmax is below the tensor's, so its ulp proves a lane's sum too.
-  bool unproven = false;
-  if (phase == 0) {
-    const uint32_t complement = *smallest_complement;
-    unproven = !sum_is_exact(lane_sums[lane], complement == 0 ? INFINITY : __uint_as_float(~complement));
-  }
-  if (!__syncthreads_or(unproven)) return;
-
   const int64_t step = int64_t{kLanePhases} * kMeanLanes;
   double sum = 0.0;
   float least = INFINITY;
@@ -106,6 +95,12 @@ struct NestedCodeMap {
   float values[MOEQ_NESTED_CODE_SIZE];
 };
 
+// Where map entry `index` sits in shared memory: at its 8-bit reversal. The binary
+// search's pivots of one depth differ in their high bits, so reversed they fall in
+// different banks and a warp's lanes searching for different codes do not queue on
+// one bank (in index order the pivots of depths 1 to 3 all sit in bank 31 or 15).
+__device__ __forceinline__ unsigned map_slot(unsigned index) { return __brev(index) >> 24; }
+
 NestedCodeMap nested_code_map() {
   NestedCodeMap map{};
   for (int i = 0; i < MOEQ_NESTED_CODE_SIZE; ++i) map.values[i] = nested_code_value(static_cast<uint32_t>(i));
@@ -126,7 +121,7 @@ __global__ void __launch_bounds__(kEncodeThreads)
   __shared__ double lanes[kMeanLanes];
   __shared__ float code_table[MOEQ_NESTED_CODE_SIZE];
   for (int i = threadIdx.x; i < kMeanLanes; i += kEncodeThreads) lanes[i] = lane_sums[i];
-  code_table[threadIdx.x] = map.values[threadIdx.x];
+  code_table[map_slot(threadIdx.x)] = map.values[threadIdx.x];
   __syncthreads();
   // Every CTA finishes the mean itself (8 KB from L2): no grid-wide barrier needed.
   for (int half = kMeanLanes / 2; half > 0; half /= 2) {
@@ -135,11 +130,11 @@ __global__ void __launch_bounds__(kEncodeThreads)
   }
   const float offset = count == 0 ? 0.0f : __double2float_rn(lanes[0] / static_cast<double>(count));
   if (blockIdx.x == 0) {
-    out.nested_code[threadIdx.x] = code_table[threadIdx.x];
+    out.nested_code[threadIdx.x] = map.values[threadIdx.x];
     if (threadIdx.x == 0) out.nested_offset[0] = offset;
   }
 
-  const auto code_at = [&](int index) { return code_table[index]; };
+  const auto code_at = [&](int index) { return code_table[map_slot(static_cast<unsigned>(index))]; };
   const int lane = threadIdx.x % 32;
   const int64_t groups = (count + kGroupBlocks - 1) / kGroupBlocks;
   for (int64_t group = int64_t{blockIdx.x} * kGroupsPerCta + threadIdx.x / 32; group < groups;
@@ -190,15 +185,11 @@ __global__ void __launch_bounds__(kEncodeThreads)
 
 }  // namespace
 
-void clear_mean_inputs(const NestedWorkspace& workspace, cudaStream_t stream) {
-  check_cuda(cudaMemsetAsync(workspace.lane_sums, 0, kMeanInputsBytes, stream), "cudaMemsetAsync");
-}
-
 void quantize_statistics(const NestedWorkspace& workspace, const QuantizedBuffers& out,
                          cudaStream_t stream) {
   const int64_t count = out.block_count();
   lane_sums_kernel<<<kMeanLanes / kLanesPerCta, kLaneSumThreads, 0, stream>>>(
-      workspace.absmax, count, workspace.smallest_complement, workspace.lane_sums);
+      workspace.absmax, count, workspace.lane_sums);
   check_launch("lane_sums_kernel");
   const NestedOutputs outputs{out.absmax_codes, out.nested_absmax, out.nested_code,
                               out.nested_offset,

@@ -1,6 +1,5 @@
 // Nested ("double") quantization of the block statistics on the GPU, launched
-// after the quantize kernel has left every block's float32 absmax and the inputs of
-// their mean in the workspace.
+// after the quantize kernel has left every block's float32 absmax in the workspace.
 #pragma once
 
 #include "core/problems.hpp"
@@ -9,9 +8,6 @@
 #include <cuda_runtime.h>
 
 namespace moeq::cuda {
-
-// Zeroes what the quantize kernel accumulates the mean's inputs into, on `stream`.
-void clear_mean_inputs(const NestedWorkspace& workspace, cudaStream_t stream);
 
 // Fills out.absmax_codes, nested_absmax, nested_code and nested_offset from
 // workspace.absmax, on `stream`, with the CPU backend's arithmetic and order.

@@ -20,7 +20,8 @@ void quantize(const QuantizeProblem& problem, void* stream_handle) {
   const cudaStream_t stream = as_stream(stream_handle);
   StreamScratch scratch(stream);
   void* workspace = problem.workspace;
-  if (problem.out.nested && workspace == nullptr) workspace = scratch.allocate(quantize_workspace_bytes(problem.out));
+  if (problem.out.nested && workspace == nullptr)
+    workspace = scratch.allocate(quantize_workspace_bytes(problem.out));
   quantize_tensor<ChosenQuantizeTiling>(problem, workspace, stream);
 }
 

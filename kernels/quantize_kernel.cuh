@@ -4,7 +4,6 @@
 #pragma once
 
 #include "core/format.hpp"
-#include "core/nested.hpp"
 #include "core/problems.hpp"
 #include "cuda_check.cuh"
 #include "encode_table.cuh"
@@ -42,15 +41,6 @@ struct QuantizeTiling {
   static_assert(LaneVectors == 1 || LaneVectors == 2 || LaneVectors == 4, "packed words store as one vector");
 };
 
-// What the nested path gathers while quantizing, so the mean of absmax needs no
-// second pass over it: per lane of core/nested.hpp's mean the double sum of its
-// absmax (any order: nested_statistics.cu proves the sum exact or redoes it), and the
-// smallest non-zero absmax of the tensor as ~bits (zero: none seen), which that proof uses.
-struct MeanInputs {
-  double* lane_sums;               // [kMeanLanes], zeroed before the kernel; null when plain
-  uint32_t* smallest_complement;   // [1], zeroed before the kernel
-};
-
 template <class T>
 struct QuantizeArgs {
   const T* input;
@@ -59,7 +49,6 @@ struct QuantizeArgs {
   bool vectorized;  // input 16-byte and packed word-vector aligned
   uint8_t* packed;
   float* absmax;
-  MeanInputs mean;
   EncodeTable table;
 };
 
@@ -126,9 +115,13 @@ template <class Tiling>
 __device__ __forceinline__ void store_packed(uint8_t* packed, int64_t byte, int64_t packed_bytes,
                                              const uint32_t (&words)[Tiling::kLaneVectors], bool whole) {
   if (whole) {
-    if constexpr (Tiling::kLaneVectors == 1) __stcs(reinterpret_cast<unsigned int*>(packed + byte), words[0]);
-    else if constexpr (Tiling::kLaneVectors == 2) __stcs(reinterpret_cast<uint2*>(packed + byte), make_uint2(words[0], words[1]));
-    else __stcs(reinterpret_cast<uint4*>(packed + byte), make_uint4(words[0], words[1], words[2], words[3]));
+    void* destination = packed + byte;
+    if constexpr (Tiling::kLaneVectors == 1)
+      __stcs(static_cast<unsigned int*>(destination), words[0]);
+    else if constexpr (Tiling::kLaneVectors == 2)
+      __stcs(static_cast<uint2*>(destination), make_uint2(words[0], words[1]));
+    else
+      __stcs(static_cast<uint4*>(destination), make_uint4(words[0], words[1], words[2], words[3]));
     return;
   }
 #pragma unroll
@@ -165,19 +158,11 @@ __device__ __forceinline__ QuantizeLoads<Tiling, T> load_quantize_tile(const Qua
   return loads;
 }
 
-// This CTA's part of the nested mean (see MeanInputs) and the smallest non-zero
-// absmax of the blocks this thread wrote.
-struct MeanShare {
-  double* lane_sums;  // shared memory, [kMeanLanes]
-  float smallest;
-};
-
 template <class Tiling, Format F, bool Whole, class T>
 __device__ __forceinline__ void quantize_tile(const QuantizeArgs<T>& args, int64_t tile,
                                               const QuantizeLoads<Tiling, T>& loads,
                                               const EncodeEntry* table,
-                                              float (&warp_max)[Tiling::kRows][Tiling::kWarps],
-                                              MeanShare& mean) {
+                                              float (&warp_max)[Tiling::kRows][Tiling::kWarps]) {
   constexpr int kRows = Tiling::kRows;
   constexpr int kLaneVectors = Tiling::kLaneVectors;
   constexpr int kLaneElements = Tiling::kLaneElements;
@@ -211,14 +196,7 @@ __device__ __forceinline__ void quantize_tile(const QuantizeArgs<T>& args, int64
   for (int r = 0; r < kRows; ++r) {
     const int64_t first = lane_first<Tiling>(tile, r);
     if (!Whole && first >= numel) continue;
-    if ((first & (blocksize - 1)) == 0) {
-      const int64_t block = first >> args.log2_blocksize;
-      args.absmax[block] = maxima[r];
-      if (mean.lane_sums != nullptr && maxima[r] != 0.0f) {
-        atomicAdd(&mean.lane_sums[block & (kMeanLanes - 1)], static_cast<double>(maxima[r]));
-        mean.smallest = fminf(mean.smallest, maxima[r]);
-      }
-    }
+    if ((first & (blocksize - 1)) == 0) args.absmax[first >> args.log2_blocksize] = maxima[r];
     const float scale = block_scale(maxima[r]);
     uint32_t words[kLaneVectors] = {};
     if (!saw_nan && maxima[r] <= 3.402823466e38f && scale <= 3.402823466e38f) {
@@ -238,18 +216,13 @@ __device__ __forceinline__ void quantize_tile(const QuantizeArgs<T>& args, int64
 }
 
 template <class Tiling, class T, Format F>
-__global__ void __launch_bounds__(Tiling::kThreads, Tiling::kMinCtas) quantize_kernel(const QuantizeArgs<T> args) {
+__global__ void __launch_bounds__(Tiling::kThreads, Tiling::kMinCtas)
+    quantize_kernel(const QuantizeArgs<T> args) {
   __shared__ EncodeEntry table[kEncodeEntries];
   __shared__ float warp_max[Tiling::kRows][Tiling::kWarps];
-  __shared__ double lane_sums[kMeanLanes];
-  static_assert((kMeanLanes & (kMeanLanes - 1)) == 0, "a block's lane is its index's low bits");
-  const bool nested = args.mean.lane_sums != nullptr;
   if (threadIdx.x < kEncodeEntries) table[threadIdx.x] = args.table.entries[threadIdx.x];
-  if (nested)
-    for (int lane = threadIdx.x; lane < kMeanLanes; lane += Tiling::kThreads) lane_sums[lane] = 0.0;
   __syncthreads();
 
-  MeanShare mean{nested ? lane_sums : nullptr, INFINITY};
   const int64_t tiles = (args.numel + Tiling::kTileElements - 1) / Tiling::kTileElements;
   const int64_t whole_tiles = args.vectorized ? args.numel / Tiling::kTileElements : 0;
   int64_t tile = blockIdx.x;
@@ -260,35 +233,23 @@ __global__ void __launch_bounds__(Tiling::kThreads, Tiling::kMinCtas) quantize_k
         const int64_t next = tile + gridDim.x;
         QuantizeLoads<Tiling, T> upcoming{};
         if (next < whole_tiles) upcoming = load_quantize_tile<Tiling, true>(args, next);
-        quantize_tile<Tiling, F, true>(args, tile, loads, table, warp_max, mean);
+        quantize_tile<Tiling, F, true>(args, tile, loads, table, warp_max);
         loads = upcoming;
       }
     }
   } else {
     for (; tile < whole_tiles; tile += gridDim.x)
       quantize_tile<Tiling, F, true>(args, tile, load_quantize_tile<Tiling, true>(args, tile), table,
-                                     warp_max, mean);
+                                     warp_max);
   }
   for (; tile < tiles; tile += gridDim.x)
     quantize_tile<Tiling, F, false>(args, tile, load_quantize_tile<Tiling, false>(args, tile), table,
-                                    warp_max, mean);
-  if (!nested) return;
-
-  // The CTA's lane sums and smallest absmax join the tensor's: one atomic per lane
-  // this CTA touched, one per warp.
-  const uint32_t smallest_bits = __reduce_min_sync(0xffffffffu, __float_as_uint(mean.smallest));
-  if (threadIdx.x % 32 == 0 && smallest_bits != __float_as_uint(INFINITY))
-    atomicMax(args.mean.smallest_complement, ~smallest_bits);
-  __syncthreads();
-  for (int lane = threadIdx.x; lane < kMeanLanes; lane += Tiling::kThreads)
-    if (lane_sums[lane] != 0.0) atomicAdd(args.mean.lane_sums + lane, lane_sums[lane]);
+                                    warp_max);
 }
 
-// Quantizes a non-empty tensor with `Tiling` on `stream`, writing the float32 absmax
-// to `absmax` and, when mean.lane_sums is set, gathering the nested mean's inputs.
+// Quantizes a non-empty tensor with `Tiling` on `stream`, writing the float32 absmax to `absmax`.
 template <class Tiling, class T, Format F>
-void launch_quantize(const QuantizeProblem& problem, float* absmax, const MeanInputs& mean,
-                     cudaStream_t stream) {
+void launch_quantize(const QuantizeProblem& problem, float* absmax, cudaStream_t stream) {
   const QuantizedBuffers& out = problem.out;
   QuantizeArgs<T> args{};
   args.input = static_cast<const T*>(problem.input);
@@ -297,7 +258,6 @@ void launch_quantize(const QuantizeProblem& problem, float* absmax, const MeanIn
   args.vectorized = is_aligned(problem.input, 16) && is_aligned(out.packed, 4 * Tiling::kLaneVectors);
   args.packed = out.packed;
   args.absmax = absmax;
-  args.mean = mean;
   args.table = encode_table(F);
   const int64_t tiles = ceil_div(out.numel, Tiling::kTileElements);
   constexpr auto kernel = &quantize_kernel<Tiling, T, F>;
@@ -313,17 +273,14 @@ void quantize_tensor(const QuantizeProblem& problem, void* workspace, cudaStream
   const QuantizedBuffers& out = problem.out;
   float* absmax = out.absmax;
   NestedWorkspace nested;
-  MeanInputs mean{};
   if (out.nested) {
     nested = nested_workspace(workspace, out.block_count());
     absmax = nested.absmax;
-    mean = MeanInputs{nested.lane_sums, nested.smallest_complement};
-    clear_mean_inputs(nested, stream);
   }
   if (out.numel > 0) {
     dispatch_scalar(problem.input_type, [&](auto scalar) {
       dispatch_format(out.format, [&](auto format) {
-        launch_quantize<Tiling, decltype(scalar), decltype(format)::value>(problem, absmax, mean, stream);
+        launch_quantize<Tiling, decltype(scalar), decltype(format)::value>(problem, absmax, stream);
       });
     });
   }
