@@ -7,6 +7,7 @@
 #include "safetensors/checkpoint.hpp"
 #include "safetensors/error.hpp"
 #include "safetensors/file.hpp"
+#include "support/quantize_options.hpp"
 #include "support/scratch_folder.hpp"
 
 #include <doctest/doctest.h>
@@ -22,6 +23,7 @@ using moeq::safetensors::Dtype;
 using moeq::safetensors::File;
 using moeq::safetensors::TensorInfo;
 using moeq_test::ScratchFolder;
+using moeq_test::quantize_options;
 using moeq_test::files_in;
 
 namespace {
@@ -49,14 +51,6 @@ constexpr double kNf4HalfStep = (1.0 - 0.6961928009986877) / 2;
 constexpr double kFp4HalfStep = (1.0 - 8.0 / 12) / 2;
 
 double fp4_value(int code) { return (code & 8 ? -1 : 1) * kFp4Magnitude[code & 7]; }
-
-QuantizeOptions options_for(const std::filesystem::path& input, const std::filesystem::path& output) {
-  QuantizeOptions options;
-  options.inputs = {input.string()};
-  options.output = output.string();
-  options.show_progress = false;
-  return options;
-}
 
 bool is_expert_key(const std::string& name) { return name.find("mlp.experts.") != std::string::npos; }
 
@@ -186,7 +180,8 @@ TEST_CASE(
     "fused 3-D expert tensors become bitsandbytes NF4 tensors under their own key; the rest is copied") {
   ScratchFolder folder;
   const auto inputs = moeq::cli::write_synthetic_checkpoint(folder / "in", SyntheticCheckpoint{});
-  const auto summary = moeq::cli::quantize_checkpoint(options_for(inputs[0], folder / "out.safetensors"));
+  const auto summary =
+      moeq::cli::quantize_checkpoint(quantize_options(inputs[0], folder / "out.safetensors"));
   CHECK(summary.quantized_tensors == 4);  // gate_up_proj and down_proj of 2 layers
   check_output(inputs[0], folder / "out.safetensors", "nf4", 64, false);
   const File output(folder / "out.safetensors");
@@ -198,7 +193,8 @@ TEST_CASE("per-expert 2-D weights of original checkpoints are quantized under th
   SyntheticCheckpoint checkpoint;
   checkpoint.layout = ExpertLayout::PerExpert;
   const auto inputs = moeq::cli::write_synthetic_checkpoint(folder / "in", checkpoint);
-  const auto summary = moeq::cli::quantize_checkpoint(options_for(inputs[0], folder / "out.safetensors"));
+  const auto summary =
+      moeq::cli::quantize_checkpoint(quantize_options(inputs[0], folder / "out.safetensors"));
   CHECK(summary.quantized_tensors == 2 * 4 * 3);
   check_output(inputs[0], folder / "out.safetensors", "nf4", 64, false);
   const File output(folder / "out.safetensors");
@@ -211,7 +207,7 @@ TEST_CASE("double quantization stores uint8 absmax with nested scales, code map 
   SyntheticCheckpoint checkpoint;
   checkpoint.experts = 8;  // more than 256 blocks per tensor: several nested blocks
   const auto inputs = moeq::cli::write_synthetic_checkpoint(folder / "in", checkpoint);
-  QuantizeOptions options = options_for(inputs[0], folder / "out.safetensors");
+  QuantizeOptions options = quantize_options(inputs[0], folder / "out.safetensors");
   options.double_quant = true;
   moeq::cli::quantize_checkpoint(options);
   check_output(inputs[0], folder / "out.safetensors", "nf4", 64, true);
@@ -228,7 +224,7 @@ TEST_CASE(
     checkpoint.intermediate = 3;  // 99 elements per expert projection
     checkpoint.layers = 1;
     const auto inputs = moeq::cli::write_synthetic_checkpoint(folder / "in", checkpoint);
-    QuantizeOptions options = options_for(inputs[0], folder / "out.safetensors");
+    QuantizeOptions options = quantize_options(inputs[0], folder / "out.safetensors");
     options.format = "fp4";
     options.blocksize = 32;
     moeq::cli::quantize_checkpoint(options);
@@ -240,7 +236,7 @@ TEST_CASE(
     "--all-linear adds attention and shared-expert weights, never embeddings, norms, routers or the head") {
   ScratchFolder folder;
   const auto inputs = moeq::cli::write_synthetic_checkpoint(folder / "in", SyntheticCheckpoint{});
-  QuantizeOptions options = options_for(inputs[0], folder / "out.safetensors");
+  QuantizeOptions options = quantize_options(inputs[0], folder / "out.safetensors");
   options.selection = moeq::cli::Selection::AllLinear;
   moeq::cli::quantize_checkpoint(options);
   const File output(folder / "out.safetensors");
@@ -263,7 +259,7 @@ TEST_CASE("a sharded checkpoint is written as the same shards plus an index of e
   checkpoint.layers = 3;
   checkpoint.shards = 3;
   const auto inputs = moeq::cli::write_synthetic_checkpoint(folder / "in", checkpoint);
-  const auto summary = moeq::cli::quantize_checkpoint(options_for(folder / "in", folder / "out"));
+  const auto summary = moeq::cli::quantize_checkpoint(quantize_options(folder / "in", folder / "out"));
   CHECK(summary.quantized_tensors == 6);
   CHECK(files_in(folder / "out") ==
         std::vector<std::string>{"model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
@@ -281,7 +277,7 @@ TEST_CASE("a sharded checkpoint is written as the same shards plus an index of e
 TEST_CASE("quantizing the same checkpoint twice gives identical bytes") {
   ScratchFolder folder;
   const auto inputs = moeq::cli::write_synthetic_checkpoint(folder / "in", SyntheticCheckpoint{});
-  QuantizeOptions options = options_for(inputs[0], folder / "a.safetensors");
+  QuantizeOptions options = quantize_options(inputs[0], folder / "a.safetensors");
   options.double_quant = true;
   moeq::cli::quantize_checkpoint(options);
   options.output = (folder / "b.safetensors").string();

@@ -42,6 +42,7 @@ OutputPlan plan_outputs(const safetensors::Checkpoint& input, const fs::path& ou
       plan.files.push_back(OutputFile{output / name, {source.get()}});
     }
     if (input.is_sharded()) plan.index_path = output / "model.safetensors.index.json";
+    plan.config_path = output / "config.json";
   }
   refuse_overwriting_inputs(input, plan);
   return plan;

@@ -17,12 +17,13 @@ struct OutputFile {
 struct OutputPlan {
   std::vector<OutputFile> files;
   std::filesystem::path index_path;  // empty: no index to write
+  std::filesystem::path config_path;  // where config.json goes; empty for a single-file output
   std::filesystem::path folder_to_create;  // empty: the folder exists already
 };
 
 // `output` ending in .safetensors: one file with every tensor. Otherwise a
 // folder: each input file under its own name, plus an index when the input had
-// several files. Refuses to overwrite an input (throws safetensors::Error).
+// several files, and config.json. Refuses to overwrite an input (throws safetensors::Error).
 OutputPlan plan_outputs(const safetensors::Checkpoint& input, const std::filesystem::path& output);
 
 }  // namespace moeq::cli

@@ -1,21 +1,27 @@
 // quantize_checkpoint: one pass over the input in file order; each tensor is
-// read in place from the mapping, quantized or copied, written, and released,
-// so memory stays near the largest tensor plus its quantized form.
+// quantized or copied, then written by the writer thread while the next ones
+// are read and quantized. Memory stays near the largest tensor plus two
+// quantized forms (the quantizer lends out two results at a time).
 #include "cli/quantize_command.hpp"
 
 #include "cli/bnb_state.hpp"
+#include "cli/hf_config.hpp"
 #include "cli/interrupt.hpp"
 #include "cli/output_plan.hpp"
 #include "cli/progress.hpp"
 #include "cli/qtensor_view.hpp"
 #include "cli/quantizer.hpp"
+#include "cli/write_queue.hpp"
 #include "safetensors/error.hpp"
+#include "safetensors/partial_file.hpp"
 #include "safetensors/sharded_index.hpp"
 #include "safetensors/writer.hpp"
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <memory>
+#include <sstream>
 
 namespace moeq::cli {
 namespace {
@@ -83,7 +89,10 @@ class CheckpointQuantizer {
     return std::make_unique<Writer>(file.path, std::move(specs), output_metadata(file));
   }
 
-  void fill(const OutputFile& file, Writer& writer, Progress& progress, QuantizeSummary& summary) {
+  // Queues every tensor of `file` for `writer`; the writes happen on `queue`'s
+  // thread, which alone touches `progress` and `summary` until it is drained.
+  void fill(const OutputFile& file, Writer& writer, WriteQueue& queue, Progress& progress,
+            QuantizeSummary& summary) {
     for (const File* source : file.sources) {
       const std::vector<TensorInfo>& tensors = source->tensors();
       for (size_t i = 0; i < tensors.size(); ++i) {
@@ -92,21 +101,29 @@ class CheckpointQuantizer {
         // Read ahead while this tensor is worked on: disk and CPU overlap.
         if (i + 1 < tensors.size()) source->will_need(tensors[i + 1]);
         if (should_quantize(tensor, selection_)) {
-          write_quantized(writer, tensor, quantizer_->quantize(source->data(tensor), tensor), summary);
+          const QuantizedResult result = quantizer_->quantize(*source, tensor);
+          source->done_with(tensor);
+          queue.post([this, &writer, &tensor, &progress, &summary, result] {
+            write_quantized(writer, tensor, result->wait(), summary);
+            summary.input_bytes += tensor.bytes();
+            progress.tensor_done(tensor.bytes());
+          });
         } else {
-          writer.write(tensor.name, source->data(tensor), tensor.bytes());
-          ++summary.copied_tensors;
+          queue.post([&writer, source, &tensor, &progress, &summary] {
+            writer.write(tensor.name, source->data(tensor), tensor.bytes());
+            source->done_with(tensor);
+            ++summary.copied_tensors;
+            summary.input_bytes += tensor.bytes();
+            progress.tensor_done(tensor.bytes());
+          });
         }
-        source->done_with(tensor);
-        summary.input_bytes += tensor.bytes();
-        progress.tensor_done(tensor.bytes());
       }
     }
   }
 
  private:
   void write_quantized(Writer& writer, const TensorInfo& tensor, const QuantizedBytes& bytes,
-                       QuantizeSummary& summary) {
+                       QuantizeSummary& summary) const {
     QuantState state = state_of(config_, tensor);
     state.nested_offset = bytes.nested_offset;
     const BnbKeys keys = bnb_keys(tensor.name, state.format);
@@ -142,9 +159,17 @@ void write_index(const std::vector<std::unique_ptr<Writer>>& writers, const fs::
   safetensors::write_sharded_index(index_path, weight_map, total_size);
 }
 
-QuantizeSummary quantize_into(const QuantizeOptions& options, const safetensors::Checkpoint& input,
-                              const OutputPlan& plan) {
-  const moeq_quant_config config = config_of(options);
+std::string read_text(const fs::path& path) {
+  std::ifstream stream(path, std::ios::binary);
+  if (!stream) throw Error(path.string() + ": cannot open");
+  std::ostringstream text;
+  text << stream.rdbuf();
+  return text.str();
+}
+
+QuantizeSummary quantize_into(const QuantizeOptions& options, const moeq_quant_config& config,
+                              const safetensors::Checkpoint& input, const OutputPlan& plan,
+                              const std::string& hf_config) {
   CheckpointQuantizer quantizer(options, config);
   std::vector<std::unique_ptr<Writer>> writers;
   for (const OutputFile& file : plan.files) writers.push_back(quantizer.open(file));
@@ -154,8 +179,13 @@ QuantizeSummary quantize_into(const QuantizeOptions& options, const safetensors:
     for (const TensorInfo& tensor : source->tensors()) total_bytes += tensor.bytes();
   Progress progress("quantize", input.tensor_count(), total_bytes, options.show_progress);
   QuantizeSummary summary;
-  for (size_t i = 0; i < plan.files.size(); ++i)
-    quantizer.fill(plan.files[i], *writers[i], progress, summary);
+  {
+    // Declared after what its jobs use: on a failure it stops before they go away.
+    WriteQueue queue;
+    for (size_t i = 0; i < plan.files.size(); ++i)
+      quantizer.fill(plan.files[i], *writers[i], queue, progress, summary);
+    queue.drain();
+  }
   summary.seconds = progress.finish();
 
   // Every file is complete before any appears under its name.
@@ -168,6 +198,10 @@ QuantizeSummary quantize_into(const QuantizeOptions& options, const safetensors:
     write_index(writers, plan.index_path);
     summary.written.push_back(plan.index_path.string());
   }
+  if (!hf_config.empty()) {
+    safetensors::write_file_atomically(plan.config_path, hf_config);
+    summary.written.push_back(plan.config_path.string());
+  }
   return summary;
 }
 
@@ -177,9 +211,15 @@ QuantizeSummary quantize_checkpoint(const QuantizeOptions& options) {
   std::vector<fs::path> inputs(options.inputs.begin(), options.inputs.end());
   const safetensors::Checkpoint input(inputs);
   const OutputPlan plan = plan_outputs(input, options.output);
+  const moeq_quant_config config = config_of(options);
+  // Read and checked before any work, so a bad config.json costs nothing.
+  std::string hf_config;
+  if (const fs::path input_config = find_input_config(inputs);
+      !input_config.empty() && !plan.config_path.empty())
+    hf_config = quantized_hf_config(read_text(input_config), input_config, input, config, options.selection);
   if (!plan.folder_to_create.empty()) fs::create_directories(plan.folder_to_create);
   try {
-    return quantize_into(options, input, plan);
+    return quantize_into(options, config, input, plan, hf_config);
   } catch (...) {
     std::error_code ignored;
     if (!plan.folder_to_create.empty()) fs::remove(plan.folder_to_create, ignored);  // only if left empty

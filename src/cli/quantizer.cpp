@@ -1,9 +1,12 @@
-// The CPU quantizer (the library threads it over all cores) and the choice of device.
+// The CPU quantizer (the library threads it over all cores), result slots, and
+// the choice of device.
 #include "cli/quantizer.hpp"
 
 #include "cli/host_qtensor_buffers.hpp"
+#include "cli/scratch_buffer.hpp"
 #include "safetensors/error.hpp"
 
+#include <array>
 #include <cstring>
 
 namespace moeq::cli {
@@ -14,12 +17,21 @@ std::unique_ptr<Quantizer> make_cuda_quantizer(const moeq_quant_config& config);
 
 namespace {
 
+// Quantized synchronously: complete when lent.
+class CpuResultSlot final : public ResultSlot {
+ public:
+  QuantizedBytes wait() override { return buffers.bytes(); }
+  HostQTensorBuffers<ScratchBuffer> buffers;
+};
+
+// Reads each tensor in place from the mapping: no copy of the input at all.
 class CpuQuantizer final : public Quantizer {
  public:
   explicit CpuQuantizer(const moeq_quant_config& config) : config_(config) {}
 
-  QuantizedBytes quantize(const void* data, const safetensors::TensorInfo& tensor) override {
+  QuantizedResult quantize(const safetensors::File& source, const safetensors::TensorInfo& tensor) override {
     const moeq_quant_layout layout = quantized_layout(config_, tensor);
+    const void* data = source.data(tensor);
     // Another writer may have left the tensor unaligned; the library reads whole elements.
     const int64_t element_bytes = safetensors::dtype_bytes(tensor.dtype);
     if (reinterpret_cast<uintptr_t>(data) % element_bytes != 0) {
@@ -34,19 +46,41 @@ class CpuQuantizer final : public Quantizer {
                    const_cast<int64_t*>(tensor.shape.data()),
                    nullptr,
                    0};
-    QTensorView out(layout, buffers_.prepare(layout), DLDevice{kDLCPU, 0});
+    CpuResultSlot& slot = slots_[next_slot_++ % kResultSlots];
+    QuantizedResult result = lend(slot);
+    QTensorView out(layout, slot.buffers.prepare(layout), DLDevice{kDLCPU, 0});
     check_status(moeq_quantize(&input, &config_, out.get(), nullptr, 0, nullptr),
                  "quantize '" + tensor.name + "'");
-    return buffers_.bytes();
+    return result;
   }
 
  private:
   moeq_quant_config config_;
-  HostQTensorBuffers buffers_;
+  std::array<CpuResultSlot, kResultSlots> slots_;
+  uint64_t next_slot_ = 0;
   ScratchBuffer staging_;
 };
 
 }  // namespace
+
+void ResultSlot::acquire() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  released_.wait(lock, [&] { return !lent_; });
+  lent_ = true;
+}
+
+void ResultSlot::release() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    lent_ = false;
+  }
+  released_.notify_all();
+}
+
+QuantizedResult lend(ResultSlot& slot) {
+  slot.acquire();
+  return QuantizedResult(&slot, [](ResultSlot* lent) { lent->release(); });
+}
 
 void check_status(moeq_status status, const std::string& what) {
   if (status != MOEQ_OK)

@@ -5,10 +5,15 @@
 #include "core/scalar.hpp"
 #include "safetensors/sharded_index.hpp"
 
+#include <algorithm>
 #include <cstdio>
+#include <exception>
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
+
+#include <omp.h>
 
 namespace moeq::cli {
 namespace {
@@ -52,7 +57,7 @@ std::vector<TensorSpec> layer_specs(const SyntheticCheckpoint& c, int64_t layer)
 
 // Each run of kElementsPerStream elements has its own generator, so threads
 // produce the same values in any order.
-void fill(const TensorSpec& spec, uint64_t seed, uint8_t* bytes) {
+void fill(const TensorSpec& spec, uint64_t seed, int threads, uint8_t* bytes) {
   int64_t count = 1;
   for (int64_t size : spec.shape) count *= size;
   const bool is_norm = spec.name.find("norm") != std::string::npos;
@@ -60,7 +65,7 @@ void fill(const TensorSpec& spec, uint64_t seed, uint8_t* bytes) {
   for (const char character : spec.name)
     tensor_seed = (tensor_seed ^ static_cast<uint8_t>(character)) * 0x100000001b3ull;
   const int64_t streams = (count + kElementsPerStream - 1) / kElementsPerStream;
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
   for (int64_t stream = 0; stream < streams; ++stream) {
     std::mt19937_64 generator(tensor_seed + static_cast<uint64_t>(stream) * 0x9E3779B97F4A7C15ull);
     std::normal_distribution<float> normal(0.0f, 0.02f);
@@ -117,20 +122,40 @@ std::vector<std::filesystem::path> write_synthetic_checkpoint(const std::filesys
   std::vector<std::filesystem::path> written;
   std::map<std::string, std::string> weight_map;
   uint64_t total_size = 0;
-  ScratchBuffer buffer;
   for (int64_t shard = 0; shard < c.shards; ++shard) {
     const std::string name = shard_name(shard, c.shards);
-    safetensors::Writer writer(folder / name, shards[shard], {{"format", "pt"}});
     for (const TensorSpec& spec : shards[shard]) {
-      uint8_t* bytes = buffer.get(byte_size(spec));
-      fill(spec, c.seed, bytes);
-      writer.write(spec.name, bytes, byte_size(spec));
       weight_map[spec.name] = name;
       total_size += byte_size(spec);
     }
-    writer.commit();
     written.push_back(folder / name);
   }
+  // The shards side by side, the cores shared among them: one thread's writes
+  // into the page cache would otherwise be the limit.
+  const int shard_threads = static_cast<int>(std::min<int64_t>(c.shards, omp_get_max_threads()));
+  const int fill_threads = std::max(1, omp_get_max_threads() / shard_threads);
+  std::vector<std::exception_ptr> failures(static_cast<size_t>(c.shards));
+  std::vector<std::thread> threads;
+  for (int first = 0; first < shard_threads; ++first)
+    threads.emplace_back([&, first] {
+      ScratchBuffer buffer;
+      for (int64_t shard = first; shard < c.shards; shard += shard_threads) {
+        try {
+          safetensors::Writer writer(written[shard], shards[shard], {{"format", "pt"}});
+          for (const TensorSpec& spec : shards[shard]) {
+            uint8_t* bytes = buffer.get(byte_size(spec));
+            fill(spec, c.seed, fill_threads, bytes);
+            writer.write(spec.name, bytes, byte_size(spec));
+          }
+          writer.commit();
+        } catch (...) {
+          failures[shard] = std::current_exception();
+        }
+      }
+    });
+  for (std::thread& thread : threads) thread.join();
+  for (const std::exception_ptr& failure : failures)
+    if (failure) std::rethrow_exception(failure);
   if (c.shards > 1)
     safetensors::write_sharded_index(folder / "model.safetensors.index.json", weight_map, total_size);
   return written;

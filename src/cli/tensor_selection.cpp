@@ -35,16 +35,22 @@ bool is_expert_weight(const safetensors::TensorInfo& tensor) {
   return false;
 }
 
-bool is_other_linear_weight(const safetensors::TensorInfo& tensor) {
+bool is_linear_weight(const safetensors::TensorInfo& tensor) {
   if (!is_float_with_elements(tensor) || tensor.shape.size() != 2 || !ends_with(tensor.name, ".weight"))
     return false;
   const std::string_view module = module_name(tensor.name);
   const bool embedding = module.find("embed") != std::string_view::npos || module == "wte" || module == "wpe";
   const bool norm = module.find("norm") != std::string_view::npos;
+  return !embedding && !norm;
+}
+
+bool is_other_linear_weight(const safetensors::TensorInfo& tensor) {
+  if (!is_linear_weight(tensor)) return false;
+  const std::string_view module = module_name(tensor.name);
   // Routers: mlp.gate (Qwen, DeepSeek, GLM), block_sparse_moe.gate (Mixtral),
   // mlp.router (gpt-oss), shared_expert_gate (Qwen): never gate_proj.
   const bool router = ends_with(module, "gate") || ends_with(module, "router");
-  return !embedding && !norm && !router && module != "lm_head";
+  return !router && module != "lm_head";
 }
 
 bool should_quantize(const safetensors::TensorInfo& tensor, Selection selection) {

@@ -16,8 +16,12 @@ enum class Selection {
 // `...experts.<e>.{w1,w2,w3}.weight` (original checkpoints, Mixtral).
 bool is_expert_weight(const safetensors::TensorInfo& tensor);
 
-// A 2-D float `*.weight` of a linear layer: not an embedding, the output head,
-// a norm or an MoE router (quantizing a router changes which experts run).
+// A 2-D float `*.weight` of what transformers builds as an nn.Linear: not an
+// embedding or a norm (routers and the output head are linear layers).
+bool is_linear_weight(const safetensors::TensorInfo& tensor);
+
+// A linear weight (above) that is neither the output head nor an MoE router
+// (quantizing a router changes which experts run).
 bool is_other_linear_weight(const safetensors::TensorInfo& tensor);
 
 bool should_quantize(const safetensors::TensorInfo& tensor, Selection selection);

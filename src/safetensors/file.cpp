@@ -46,4 +46,12 @@ const TensorInfo* File::find(std::string_view name) const {
   return found == header_.tensors.end() ? nullptr : &*found;
 }
 
+void File::read(const TensorInfo& tensor, uint64_t offset, uint64_t bytes, void* destination) const {
+  if (offset > tensor.bytes() || bytes > tensor.bytes() - offset)
+    throw Error(path_.string() + ": reading " + std::to_string(bytes) + " bytes at " +
+                std::to_string(offset) + " of '" + tensor.name + "', which has " +
+                std::to_string(tensor.bytes()));
+  mapping_.read(data_start_ + tensor.begin + offset, bytes, destination);
+}
+
 }  // namespace moeq::safetensors

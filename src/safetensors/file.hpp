@@ -30,6 +30,9 @@ class File {
   void done_with(const TensorInfo& tensor) const {
     mapping_.done_with(data_start_ + tensor.begin, tensor.bytes());
   }
+  // Copies `bytes` of the tensor's bytes from `offset` on (both within the tensor)
+  // into `destination`, without touching the mapping. Thread-safe. Throws Error.
+  void read(const TensorInfo& tensor, uint64_t offset, uint64_t bytes, void* destination) const;
 
  private:
   std::filesystem::path path_;

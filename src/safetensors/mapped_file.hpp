@@ -1,5 +1,6 @@
 // A read-only memory mapping of a whole file, so tensors are read in place and
-// the page cache, not the process, holds the bytes of checkpoints larger than RAM.
+// the page cache, not the process, holds the bytes of checkpoints larger than RAM;
+// and positioned reads of the same file, for copies into buffers of the caller's.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +23,14 @@ class MappedFile {
   void will_need(uint64_t offset, uint64_t bytes) const;
   void done_with(uint64_t offset, uint64_t bytes) const;
 
+  // Copies bytes [offset, offset + bytes) into `destination` with pread: no page
+  // of the mapping is touched, so many threads can copy one file without taking
+  // page faults. Any number of threads at once. Throws Error.
+  void read(uint64_t offset, uint64_t bytes, void* destination) const;
+
  private:
+  std::filesystem::path path_;
+  int fd_ = -1;
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
 };

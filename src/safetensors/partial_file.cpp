@@ -60,4 +60,10 @@ void PartialFile::commit() {
   committed_ = true;
 }
 
+void write_file_atomically(const std::filesystem::path& destination, const std::string& text) {
+  PartialFile file(destination);
+  file.write_at(0, text.data(), text.size());
+  file.commit();
+}
+
 }  // namespace moeq::safetensors

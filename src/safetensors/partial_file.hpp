@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
 
 namespace moeq::safetensors {
 
@@ -30,5 +31,8 @@ class PartialFile {
   int fd_ = -1;
   bool committed_ = false;
 };
+
+// Writes `text` as the whole of `destination` through a PartialFile. Throws Error.
+void write_file_atomically(const std::filesystem::path& destination, const std::string& text);
 
 }  // namespace moeq::safetensors

@@ -60,10 +60,7 @@ void write_sharded_index(const std::filesystem::path& path,
   nlohmann::ordered_json document;
   document["metadata"] = {{"total_size", total_size}};
   document["weight_map"] = weight_map;
-  const std::string text = document.dump(2) + "\n";
-  PartialFile file(path);
-  file.write_at(0, text.data(), text.size());
-  file.commit();
+  write_file_atomically(path, document.dump(2) + "\n");
 }
 
 }  // namespace moeq::safetensors
