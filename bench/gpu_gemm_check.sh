@@ -6,7 +6,7 @@
 #
 #   bench/gpu_gemm_check.sh prepare   here: a snapshot of HEAD (others keep editing the
 #                                      tree) and the build dependencies the GPU image
-#                                      lacks (doctest, JSON, CLI11, DLPack, a CBLAS), in .gpu_gemm/
+#                                      lacks (bench/gpu_stage_deps.sh), in .gpu_gemm/
 #   bench/gpu_gemm_check.sh            there, from the repository root, carrying .gpu_gemm
 #                                      and .whl (the bitsandbytes wheel)
 #
@@ -23,20 +23,10 @@ stage=$(pwd)/.gpu_gemm
 if [ "${1:-}" = prepare ]; then
   set -e
   grep -qx '/.gpu_gemm/' .git/info/exclude 2>/dev/null || echo '/.gpu_gemm/' >> .git/info/exclude
-  rm -rf "$stage" && mkdir -p "$stage/tree" "$stage/deps/include" "$stage/deps/lib/cmake" "$stage/deps/share/cmake"
+  rm -rf "$stage" && mkdir -p "$stage/tree"
   git archive HEAD | tar -x -C "$stage/tree"
   git rev-parse HEAD > "$stage/commit"
-  deps=$stage/deps
-  cp -r /usr/include/doctest /usr/include/nlohmann /usr/include/CLI "$deps/include/"
-  cp -r /usr/lib/cmake/doctest "$deps/lib/cmake/"
-  # Debian's doctest config names /usr; make it relative like the others.
-  sed -i 's|set(_IMPORT_PREFIX "/usr")|get_filename_component(_IMPORT_PREFIX "${CMAKE_CURRENT_LIST_DIR}/../../.." ABSOLUTE)|' \
-    "$deps/lib/cmake/doctest/doctestTargets.cmake"
-  cp -r /usr/share/cmake/nlohmann_json /usr/share/cmake/CLI11 "$deps/share/cmake/"
-  cp -r "$(python3 -c 'import tvm_ffi.libinfo as l; print(l.find_dlpack_include_path())')/dlpack" "$deps/include/"
-  # The CPU backend's CBLAS: the reference BLAS (needs only libc), OpenBLAS' header.
-  cp /usr/include/x86_64-linux-gnu/openblas-openmp/{cblas.h,openblas_config.h} "$deps/include/"
-  cp -L /usr/lib/x86_64-linux-gnu/blas/libblas.so.3 "$deps/lib/"
+  bench/gpu_stage_deps.sh "$stage/deps"
   echo "prepared $(cat "$stage/commit") in $stage ($(du -sh "$stage" | cut -f1))"
   exit 0
 fi

@@ -7,6 +7,7 @@
 #include "expert_gemm_launch.cuh"
 #include "expert_gemm_views.cuh"
 #include "expert_workspace.cuh"
+#include "wgmma_gemm.cuh"
 
 namespace moeq::cuda {
 namespace {
@@ -14,6 +15,7 @@ namespace {
 struct BackwardPlan {
   WorkspacePlan plan;
   size_t schedule = 0;
+  size_t wgmma_schedule = 0;  // the Hopper GEMM's kWgmmaTokens-row tiles
   size_t grad_y_lora_b = 0;  // g = dY B, float32 [M, r]
   size_t x_lora_a = 0;       // xa = x A^T, float32 [M, r]
   bool need_grad_y_lora_b = false;
@@ -25,6 +27,7 @@ BackwardPlan plan_backward(const ExpertGemmGradProblem& problem) {
   const size_t rank_matrix_bytes = static_cast<size_t>(shape.rows * shape.rank) * sizeof(float);
   BackwardPlan backward;
   backward.schedule = backward.plan.add(expert_schedule_bytes(shape.experts));
+  backward.wgmma_schedule = backward.plan.add(expert_schedule_bytes(shape.experts));
   backward.need_grad_y_lora_b =
       shape.rank > 0 && (problem.grad_x.present() || problem.grad_lora_a.present());
   if (backward.need_grad_y_lora_b) backward.grad_y_lora_b = backward.plan.add(rank_matrix_bytes);
@@ -82,8 +85,16 @@ void expert_gemm_backward(const ExpertGemmGradProblem& problem, void* stream_han
     }
     gemm.out = matrix_output(problem.grad_x);
     // [E, N, K] contracted over N: the weight's middle dim is the depth.
-    launch_dequant_gemm(activation, common.layout == WeightLayout::ExpertOutIn, gemm, row_tiles,
-                        stream);
+    const bool b_transposed = common.layout == WeightLayout::ExpertOutIn;
+    const bool training = shape.rows >= kDecodeMeanRows * shape.experts;
+    if (training && wgmma_gemm_serves(activation, b_transposed, gemm, shape.rows, shape.experts)) {
+      const ExpertSchedule wide =
+          expert_schedule_at(scratch.at(backward.wgmma_schedule), shape.experts, kWgmmaTokens);
+      launch_expert_schedule(common.group_end, common.group_end_is_int64, shape.rows, wide, stream);
+      launch_wgmma_gemm(activation, b_transposed, gemm, wide, shape.rows, shape.experts, stream);
+    } else {
+      launch_dequant_gemm(activation, b_transposed, gemm, row_tiles, stream);
+    }
   }
 
   if (problem.grad_lora_a.present()) {

@@ -1,11 +1,12 @@
 // moeq::cuda::expert_gemm: y = x W^T + s (x A^T) B^T per expert, as three launches
 // on the caller's stream: the schedule, the rank-r projection x A^T, and the
-// dequantizing GEMM (row-tiled, or the decode GEMM for a few rows per expert) that
-// adds the LoRA term.
+// dequantizing GEMM that adds the LoRA term (the Hopper wgmma GEMM where it serves,
+// else the row-tiled mma.sync GEMM, or the decode GEMM for a few rows per expert).
 #include "core/backend.hpp"
 #include "expert_gemm_launch.cuh"
 #include "expert_gemm_views.cuh"
 #include "expert_workspace.cuh"
+#include "wgmma_gemm.cuh"
 
 namespace moeq::cuda {
 namespace {
@@ -13,6 +14,7 @@ namespace {
 struct ForwardPlan {
   WorkspacePlan plan;
   size_t schedule = 0;
+  size_t wgmma_schedule = 0;  // the Hopper GEMM's kWgmmaTokens-row tiles
   size_t x_lora_a = 0;  // float32 [M, r] when LoRA is on and the caller keeps no x_lora_a
   bool own_x_lora_a = false;
 };
@@ -21,6 +23,7 @@ ForwardPlan plan_forward(const ExpertGemmProblem& problem) {
   const ExpertGemmShape& shape = problem.common.shape;
   ForwardPlan forward;
   forward.schedule = forward.plan.add(expert_schedule_bytes(shape.experts));
+  forward.wgmma_schedule = forward.plan.add(expert_schedule_bytes(shape.experts));
   forward.own_x_lora_a = shape.rank > 0 && !problem.x_lora_a.present();
   if (forward.own_x_lora_a)
     forward.x_lora_a = forward.plan.add(static_cast<size_t>(shape.rows * shape.rank) * sizeof(float));
@@ -56,6 +59,8 @@ void expert_gemm(const ExpertGemmProblem& problem, void* stream_handle) {
                                      decode ? kDecodeRowTile : kTrainingRowTile);
   launch_expert_schedule(common.group_end, common.group_end_is_int64, shape.rows, gemm.schedule, stream);
   const int64_t row_tiles = max_row_tiles(shape.rows, gemm.schedule);
+  const bool hopper =
+      !decode && wgmma_gemm_serves(common.activation_type, b_transposed, gemm, shape.rows, shape.experts);
 
   if (shape.rank > 0) {
     // x A^T, kept by the caller (x_lora_a) or in the workspace as float32.
@@ -71,7 +76,11 @@ void expert_gemm(const ExpertGemmProblem& problem, void* stream_handle) {
     gemm.lora_scale = common.lora_scale;
     gemm.lora_weight = stacked_view(common.lora_b, 1, 2);
   }
-  if (decode) launch_decode_gemm(common.activation_type, gemm, row_tiles, stream);
+  if (hopper) {
+    const ExpertSchedule wide = expert_schedule_at(scratch.at(forward.wgmma_schedule), shape.experts, kWgmmaTokens);
+    launch_expert_schedule(common.group_end, common.group_end_is_int64, shape.rows, wide, stream);
+    launch_wgmma_gemm(common.activation_type, b_transposed, gemm, wide, shape.rows, shape.experts, stream);
+  } else if (decode) launch_decode_gemm(common.activation_type, gemm, row_tiles, stream);
   else launch_dequant_gemm(common.activation_type, b_transposed, gemm, row_tiles, stream);
 }
 

@@ -21,6 +21,15 @@ bool decode_gemm_serves(ScalarType activation, bool b_transposed, const RowsGemm
 void launch_decode_gemm(ScalarType activation, const RowsGemmParams& params, int64_t row_tiles,
                         cudaStream_t stream);
 
+// The Hopper GEMM (wgmma_gemm.cuh) for y = x W^T + s (x A^T) B^T: whether it serves
+// the call (a compute capability 9.0 device, 16-bit activations and output, x and
+// the packed weight describable by TMA), and its launch over
+// `schedule`, built with kWgmmaTokens-row tiles.
+bool wgmma_gemm_serves(ScalarType activation, bool b_transposed, const RowsGemmParams& params, int64_t rows,
+                       int64_t experts);
+void launch_wgmma_gemm(ScalarType activation, bool b_transposed, const RowsGemmParams& params,
+                       const ExpertSchedule& schedule, int64_t rows, int64_t experts, cudaStream_t stream);
+
 // x A^T or dY B into float32 / activation-dtype outputs [M, r], for a schedule of
 // kTrainingRowTile or kDecodeRowTile rows.
 void launch_lora_project(ScalarType activation, const RowsGemmParams& params, int64_t row_tiles,

@@ -125,6 +125,37 @@ ExpertGemmCase fixed_case(DLDataType activation, int64_t rank) {
   return c;
 }
 
+// Checks a call's y (and x_lora_a when asked) against float64, that rows past the
+// routed ones keep their poison, and y against the CPU backend when it takes the
+// case (GPU and CPU each within the tolerance of float64, so within twice it of
+// each other). Returns whether the CPU backend took it.
+bool check_forward(ExpertGemmInputs& in, const ForwardOptions& options, ForwardCall& call, SweepReport& report) {
+  const ExpertGemmCase& spec = in.spec;
+  const double tolerance = gpu_tolerance(spec.activation);
+  const Reference y = reference_y(in);
+  const Agreement y_agreement = compare_matrix(y, tolerance, call.y, spec.out_features);
+  CHECK_MESSAGE(y_agreement.failures == 0, y_agreement.first_failure);
+  report.add("y", spec.activation, y_agreement);
+  const PoisonCount untouched = untouched_elements(call.y, spec.routed_rows());
+  CHECK(untouched.poisoned == untouched.total);
+  if (options.want_x_lora_a) {
+    const Reference x_lora_a = first_rows(reference_projection_x_a(in), spec.routed_rows(), spec.rank);
+    const Agreement agreement = compare_matrix(x_lora_a, tolerance, call.x_lora_a, spec.rank);
+    CHECK_MESSAGE(agreement.failures == 0, agreement.first_failure);
+    report.add("x_lora_a", spec.activation, agreement);
+    const PoisonCount rest = untouched_elements(call.x_lora_a, spec.routed_rows());
+    CHECK(rest.poisoned == rest.total);
+  }
+  HostTensor cpu_y;
+  if (!cpu_forward(in, cpu_y)) return false;
+  Reference cpu_reference = y;
+  for (int64_t r = 0; r < spec.routed_rows(); ++r)
+    for (int64_t n = 0; n < spec.out_features; ++n) cpu_reference.value[r * spec.out_features + n] = cpu_y.at({r, n});
+  const Agreement agreement = compare_matrix(cpu_reference, 2 * tolerance, call.y, spec.out_features);
+  CHECK_MESSAGE(agreement.failures == 0, ("against the CPU backend: " + agreement.first_failure));
+  return true;
+}
+
 }  // namespace
 
 TEST_CASE("y and x_lora_a match float64 and the CPU backend over a seeded sweep of every combination") {
@@ -143,36 +174,29 @@ TEST_CASE("y and x_lora_a match float64 and the CPU backend over a seeded sweep 
     options.caller_workspace = rng() % 4 != 0;
     ForwardCall call(in, options);
     call.run();
-    const double tolerance = gpu_tolerance(spec.activation);
-    const Reference y = reference_y(in);
-    const Agreement y_agreement = compare_matrix(y, tolerance, call.y, spec.out_features);
-    CHECK_MESSAGE(y_agreement.failures == 0, y_agreement.first_failure);
-    report.add("y", spec.activation, y_agreement);
-    const PoisonCount untouched = untouched_elements(call.y, spec.routed_rows());
-    CHECK(untouched.poisoned == untouched.total);
-    if (options.want_x_lora_a) {
-      const Reference x_lora_a =
-          first_rows(reference_projection_x_a(in), spec.routed_rows(), spec.rank);
-      const Agreement agreement = compare_matrix(x_lora_a, tolerance, call.x_lora_a, spec.rank);
-      CHECK_MESSAGE(agreement.failures == 0, agreement.first_failure);
-      report.add("x_lora_a", spec.activation, agreement);
-      const PoisonCount rest = untouched_elements(call.x_lora_a, spec.routed_rows());
-      CHECK(rest.poisoned == rest.total);
-    }
-    HostTensor cpu_y;
-    if (cpu_forward(in, cpu_y)) {
-      ++cpu_compared;
-      // GPU and CPU each lie within the tolerance of float64, so within twice it of each other.
-      Reference cpu_reference = y;
-      for (int64_t r = 0; r < spec.routed_rows(); ++r)
-        for (int64_t n = 0; n < spec.out_features; ++n)
-          cpu_reference.value[r * spec.out_features + n] = cpu_y.at({r, n});
-      const Agreement agreement = compare_matrix(cpu_reference, 2 * tolerance, call.y, spec.out_features);
-      CHECK_MESSAGE(agreement.failures == 0, ("against the CPU backend: " + agreement.first_failure));
-    }
+    if (check_forward(in, options, call, report)) ++cpu_compared;
   }
   report.print("CUDA forward, " + std::to_string(cases) + " cases, " + std::to_string(cpu_compared) +
                " also compared with the CPU backend");
+}
+
+TEST_CASE("training-sized problems match float64 and the CPU backend on every tile edge") {
+  if (skip_without_gpu()) return;
+  std::mt19937_64 rng(20261130);
+  SweepReport report;
+  const int cases = case_count(16);
+  for (int i = 0; i < cases; ++i) {
+    const ExpertGemmCase spec = training_gpu_case(i);
+    CAPTURE(i);
+    CAPTURE(spec.describe());
+    ExpertGemmInputs in(spec, rng);
+    ForwardOptions options;
+    options.want_x_lora_a = spec.rank > 0 && i % 3 == 0;
+    ForwardCall call(in, options);
+    call.run();
+    CHECK(check_forward(in, options, call, report));
+  }
+  report.print("CUDA forward, training-sized, " + std::to_string(cases) + " cases");
 }
 
 TEST_CASE("group_end that is negative, decreases or passes M is clamped: no row is written twice or out of range") {

@@ -72,6 +72,9 @@ class DeviceTensor {
   }
   void upload(HostTensor& host) {
     REQUIRE_CUDA(cudaMemcpy(data_, host.bytes().data(), bytes_, cudaMemcpyHostToDevice));
+    // A copy from pageable memory may return before it lands; calls on non-blocking
+    // streams do not wait for the legacy stream, so wait here (poison then launch).
+    REQUIRE_CUDA(cudaStreamSynchronize(cudaStreamLegacy));
   }
   void download(HostTensor& host) const {
     REQUIRE_CUDA(cudaMemcpy(host.bytes().data(), data_, bytes_, cudaMemcpyDeviceToHost));
@@ -155,6 +158,37 @@ struct DeviceInputs {
 // A random case over everything the GPU path covers: blocksizes 32..4096, both
 // layouts, E up to 1024, experts with no rows and with several row tiles, K and N
 // multiples of 16 or not, ranks 1..256, strided LoRA factors, padded rows.
+// Case i of the training-sized sweep: groups of a mean >= 32 rows, 16-bit
+// activations, both weight layouts. On compute capability 9.0 these take the Hopper
+// wgmma GEMM: tiles of 256 tokens (the n256 form and the n128 tail form) x 128
+// features, partial 64-deep steps, partial feature tiles, experts without rows,
+// LoRA ranks across the 64-rank chunks, padded rows.
+inline ExpertGemmCase training_gpu_case(int i) {
+  const std::vector<std::vector<int64_t>> routings = {{300, 0, 129, 1}, {256, 257}, {40, 700}, {128, 0, 0, 140, 33}};
+  const int64_t ranks[4] = {0, 16, 100, 1};
+  ExpertGemmCase c;
+  c.layout = i % 4 == 1 ? MOEQ_LAYOUT_EXPERT_IN_OUT : MOEQ_LAYOUT_EXPERT_OUT_IN;
+  c.format = i % 2 == 0 ? MOEQ_FORMAT_NF4 : MOEQ_FORMAT_FP4;
+  c.nested = i % 4 >= 2;
+  c.blocksize = i % 3 == 0 ? 32 : 64 << (i % 3);
+  // The stored last dim (a multiple of the blocksize; 96: a half-filled last 64-deep
+  // step) and the other one (200: a partial 128-feature tile).
+  const int64_t last_dim = i % 3 == 0 ? 96 : c.blocksize * (2 + i % 2);
+  const int64_t other_dim = i % 5 == 0 ? 200 : 128 * (1 + i % 3);
+  const bool out_in = c.layout == MOEQ_LAYOUT_EXPERT_OUT_IN;
+  c.in_features = out_in ? last_dim : other_dim;
+  c.out_features = out_in ? other_dim : last_dim;
+  c.rank = ranks[i % 4];
+  c.rows_per_expert = routings[i % routings.size()];
+  c.unrouted_rows = i % 3;
+  c.row_padding = i % 4 == 3 ? 8 : 0;
+  c.activation = i % 2 == 0 ? bfloat16_type() : float16_type();
+  c.lora = i % 3 == 1 ? float32_type() : c.activation;
+  c.peft_lora_b = i % 2 == 1;
+  c.lora_scale = i % 2 == 0 ? 0.5f : -1.25f;
+  return c;
+}
+
 inline ExpertGemmCase random_gpu_case(std::mt19937_64& rng) {
   const auto pick = [&](int64_t low, int64_t high) {
     return std::uniform_int_distribution<int64_t>(low, high)(rng);

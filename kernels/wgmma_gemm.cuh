@@ -1,0 +1,572 @@
+// The Hopper (sm_90a) dequantizing expert GEMM, y = x W^T + s (x A^T) B^T for
+// 16-bit activations and weights stored [E, N, K], computed transposed:
+// y_tile^T = W_tile x_tile^T, so the dequantized weight is the register operand of
+// wgmma (never stored to shared memory) and the tokens are its wide N side.
+//
+// Persistent blocks (one per SM) take tiles of 128 output features x 256 tokens
+// of one expert in turn. Warp 8 (of the third warpgroup) is the producer, running
+// ahead across tiles: the copy engine (TMA) brings each 64-deep step of x (128-byte swizzle,
+// the layout wgmma reads) and of the packed 4-bit weight into a ring of stages, and
+// its lanes decode the step's absmax. Warps 0-7 are two consumer warpgroups of 64
+// features each: they turn packed bytes into bf16/f16 fragments in registers and
+// issue wgmma m64 x n256 (n128 when the tile holds at most 128 tokens) x k16.
+// While one warpgroup dequantizes, the other's products run.
+#pragma once
+
+#include "dequant_tile.cuh"
+#include "expert_schedule.cuh"
+#include "gemm_tile.cuh"
+#include "operand_views.cuh"
+
+#include <cuda.h>
+
+#include <cstdint>
+#include <utility>
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define MOEQ_WGMMA_DEVICE 1
+#include <cute/arch/copy_sm90_desc.hpp>
+#include <cute/arch/copy_sm90_tma.hpp>
+#include <cute/arch/mma_sm90_desc.hpp>
+#include <cute/arch/mma_sm90_gmma.hpp>
+#include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
+#endif
+
+namespace moeq::cuda {
+
+constexpr int kWgmmaFeatures = 128;  // output features per block (2 warpgroups x m64)
+constexpr int kWgmmaTokens = 256;    // tokens per block: the schedule's row tile
+constexpr int kWgmmaDepth = 64;      // K per step: one 128-byte swizzle row of x
+constexpr int kWgmmaStages = 4;
+constexpr int kWgmmaConsumerThreads = 256;
+// A third warpgroup produces (one warp of it works): register budgets move by
+// warpgroup (setmaxnreg), so the consumers get 232 registers and the producers 40.
+constexpr int kWgmmaThreads = kWgmmaConsumerThreads + 128;
+// Epilogue staging rows: 64 features of 2 bytes plus 16 bytes, so the fragment
+// stores of a warp fall in distinct banks.
+constexpr int kWgmmaStagingStride = 64 * 2 + 16;
+
+struct WgmmaGemmParams {
+  ExpertSchedule schedule;  // row tile kWgmmaTokens
+  int64_t feature_tiles;    // ceil(N / kWgmmaFeatures)
+  int64_t depth;            // K
+  int64_t cols;             // N
+  QuantWeightView weight;   // [E, N, K], or [E, K, N] for the transposed kernel
+  int64_t weight_blocks;    // absmax entries (the nested codes' length)
+  int64_t rank;             // 0: no LoRA
+  float lora_scale;
+  StridedView lora_rows;    // x A^T: (0, row, j)
+  StridedView lora_weight;  // B: (expert, feature, j)
+  OutputView out;           // y, the activation dtype
+  bool out_vectors;         // y 16-byte aligned with a row stride of whole vectors
+};
+
+struct WgmmaGemmSmem {
+  uint8_t x[kWgmmaStages][kWgmmaTokens * kWgmmaDepth * 2];  // 128-byte swizzled token rows
+  uint8_t lora[kWgmmaTokens * kWgmmaDepth * 2];             // s x A^T, same layout
+  // Each warpgroup's outputs pass through here, 128 tokens at a time, so the ring
+  // keeps filling for the next tile.
+  uint8_t staging[2][128 * kWgmmaStagingStride];
+  uint8_t packed[kWgmmaStages][kWgmmaFeatures * kWgmmaDepth / 2];
+  // The stage's 32-element chunks ([feature][2] for W stored [E, N, K], [depth
+  // row][4] for [E, K, N]: see StageChunks), copied asynchronously: plain, each
+  // chunk's absmax; nested, its nested absmax and the 4-byte word holding its
+  // absmax code, decoded by the consumers.
+  float absmax[kWgmmaStages][kWgmmaFeatures * kWgmmaDepth / kChunkElements];
+  uint32_t codes[kWgmmaStages][kWgmmaFeatures * kWgmmaDepth / kChunkElements];
+  float nested_code[256];
+  float code[16];
+  uint64_t full[kWgmmaStages];
+  uint64_t empty[kWgmmaStages];
+};
+// The swizzled tiles need 1024-byte alignment; the dynamic allocation gets that much slack.
+constexpr size_t kWgmmaSmemBytes = sizeof(WgmmaGemmSmem) + 1024;
+static_assert(kWgmmaSmemBytes <= 227 * 1024, "more shared memory than a Hopper block may have");
+
+#if MOEQ_WGMMA_DEVICE
+
+namespace wgmma_detail {
+
+// What one tile covers.
+struct TileWork {
+  int32_t expert;
+  int64_t row0, row_end, feature0;
+};
+
+// The work of tile `tile` (feature tiles vary fastest, so the tiles of one
+// expert's token rows run at the same time and share their x in L2). Each warp
+// finds it on its own: the expert by a 32-way search over tile_prefix (two or
+// three dependent loads for up to 1024 experts instead of ten).
+__device__ __forceinline__ TileWork tile_work(const WgmmaGemmParams& p, int64_t tile) {
+  const ExpertSchedule& s = p.schedule;
+  const int lane = threadIdx.x % 32;
+  const int64_t row_tile = tile / p.feature_tiles;
+  int32_t low = 0, high = s.experts - 1;  // the last expert whose first tile is <= row_tile
+  while (low < high) {
+    const int32_t probe = low + static_cast<int32_t>((static_cast<int64_t>(high - low) * (lane + 1) + 31) / 32);
+    const unsigned below = __ballot_sync(0xffffffffu, s.tile_prefix[probe] <= row_tile);
+    const int count = __popc(below);  // tile_prefix is non-decreasing: probes 0 .. count-1
+    const int32_t new_low = count > 0 ? __shfl_sync(0xffffffffu, probe, count - 1) : low;
+    const int32_t new_high = count < 32 ? __shfl_sync(0xffffffffu, probe, count & 31) - 1 : high;
+    low = new_low;
+    high = new_high;
+  }
+  TileWork work;
+  work.expert = low;
+  work.row0 = s.row_begin[low] + (row_tile - s.tile_prefix[low]) * kWgmmaTokens;
+  work.row_end = s.row_end[low];
+  work.feature0 = tile % p.feature_tiles * kWgmmaFeatures;
+  return work;
+}
+
+namespace GMMA = cute::SM90::GMMA;
+
+template <class Element, int kTokens>
+struct Mma;
+template <>
+struct Mma<__nv_bfloat16, 256> {
+  using Op = GMMA::MMA_64x256x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>;
+};
+template <>
+struct Mma<__nv_bfloat16, 128> {
+  using Op = GMMA::MMA_64x128x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>;
+};
+template <>
+struct Mma<__half, 256> {
+  using Op = GMMA::MMA_64x256x16_F32F16F16_RS<GMMA::Major::K, GMMA::Major::K>;
+};
+template <>
+struct Mma<__half, 128> {
+  using Op = GMMA::MMA_64x128x16_F32F16F16_RS<GMMA::Major::K, GMMA::Major::K>;
+};
+
+// acc[0 .. kTokens / 2) += A (64 x 16, registers) * B (16 x kTokens, shared memory).
+template <class Element, int kTokens, size_t... I>
+__device__ __forceinline__ void mma_unpacked(const uint32_t (&a)[4], uint64_t b, float (&acc)[128],
+                                             std::index_sequence<I...>) {
+  Mma<Element, kTokens>::Op::fma(a[0], a[1], a[2], a[3], b, acc[I]..., GMMA::ScaleOut::One);
+}
+template <class Element, int kTokens>
+__device__ __forceinline__ void mma(const uint32_t (&a)[4], uint64_t b, float (&acc)[128]) {
+  mma_unpacked<Element, kTokens>(a, b, acc, std::make_index_sequence<kTokens / 2>{});
+}
+
+__device__ __forceinline__ void fence_accumulators(float (&acc)[128]) {
+#pragma unroll
+  for (int i = 0; i < 128; ++i) cute::warpgroup_fence_operand(acc[i]);
+}
+
+// Descriptor of a [rows][64] 16-bit tile in 128-byte swizzled rows, K-major:
+// 8-row groups 1024 bytes apart. Each k16 step starts 32 bytes further.
+__device__ __forceinline__ uint64_t swizzled_tile_descriptor(const void* tile) {
+  cute::GmmaDescriptor descriptor;
+  descriptor.bitfield.start_address_ = static_cast<uint16_t>(cute::cast_smem_ptr_to_uint(tile) >> 4);
+  descriptor.bitfield.leading_byte_offset_ = 1;
+  descriptor.bitfield.stride_byte_offset_ = 1024 >> 4;
+  descriptor.bitfield.base_offset_ = 0;
+  descriptor.bitfield.layout_type_ = static_cast<uint8_t>(GMMA::LayoutType::B128);
+  return descriptor.desc_;
+}
+
+// A 4-byte copy of which the first `source_bytes` come from global memory and
+// the rest are zeros (source_bytes 0: no read at all).
+__device__ __forceinline__ void cp_async_4_fill(void* destination, const void* source, uint32_t source_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(cute::cast_smem_ptr_to_uint(destination)),
+               "l"(source), "r"(source_bytes)
+               : "memory");
+}
+
+// The absmax of a stage's chunk `index` at weight position (d1, d2) of `expert`:
+// nested, code * nested absmax + offset in two float32 roundings, as
+// block_absmax computes it.
+struct StageAbsmax {
+  const QuantWeightView* weight;
+  const float* nested_code;
+  float nested_offset;
+  int64_t expert;
+  __device__ __forceinline__ float operator()(const float* scale, const uint32_t* codes, int index, int64_t d1,
+                                              int64_t d2) const {
+    if (!weight->nested) return scale[index];
+    const int64_t block = ((expert * weight->dim1 + d1) * weight->dim2 + d2) >> weight->blocksize_log2;
+    const uint32_t code = (codes[index] >> (8 * (block & 3))) & 0xffu;
+    return __fadd_rn(__fmul_rn(nested_code[code], scale[index]), nested_offset);
+  }
+};
+
+// How a stage's packed weight tile lies. Not transposed (W stored [E, N, K], blocks
+// along the depth): 128 feature rows of 32 bytes (64 depth values). Transposed
+// ([E, K, N], blocks along the features): 64 depth rows of 64 bytes (128 features).
+template <bool kTransposed>
+struct StageChunks {
+  static constexpr int kRows = kTransposed ? kWgmmaDepth : kWgmmaFeatures;
+  static constexpr int kRowBytes = (kTransposed ? kWgmmaFeatures : kWgmmaDepth) / 2;
+  static constexpr int kChunksPerRow = kRowBytes * 2 / kChunkElements;
+};
+
+// Byte offset of 16-byte chunk `chunk` of row `row` in a 128-byte swizzled tile.
+__device__ __forceinline__ uint32_t swizzled_offset(int row, int chunk) {
+  return static_cast<uint32_t>(row * 128 + ((chunk ^ (row & 7)) * 16));
+}
+
+template <class Element>
+__device__ __forceinline__ uint32_t dequantized_pair(uint32_t word, int byte, float absmax,
+                                                     const float* code) {
+  const uint32_t bits = (word >> (8 * byte)) & 0xffu;
+  // The high nibble is the earlier element: the low half of the register.
+  return round_pair<Element>(code[bits >> 4] * absmax, code[bits & 15u] * absmax);
+}
+
+// The A fragments of one 64-deep step for the warp's feature rows `row` and
+// `row + 8`: a[j] is k16 step j (register 0: row, depth 2t..2t+1; 1: row + 8;
+// 2: row, depth 2t+8..2t+9; 3: row + 8, depth 2t+8..), t = lane % 4.
+// Not transposed: byte 8j + t of a feature row holds depth 16j + 2t, 2t+1 and byte
+// 8j + 4 + t holds depth 16j + 2t + 8, 2t + 9.
+// absmax(index, row, chunk): the decoded absmax of the stage's chunk `index`, at
+// tile row `row` and chunk `chunk` of that row.
+template <class Element, class Absmax>
+__device__ __forceinline__ void weight_fragments(const uint8_t* packed, const Absmax& absmax, int row,
+                                                 const float* code, uint32_t (&a)[4][4], std::false_type) {
+  const int t = threadIdx.x % 4;
+  uint32_t words[2][8];
+  float scale[2][2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const uint4* source = reinterpret_cast<const uint4*>(packed + (row + 8 * half) * (kWgmmaDepth / 2));
+    const uint4 low = source[0], high = source[1];
+    const uint32_t values[8] = {low.x, low.y, low.z, low.w, high.x, high.y, high.z, high.w};
+#pragma unroll
+    for (int w = 0; w < 8; ++w) words[half][w] = values[w];
+    scale[half][0] = absmax((row + 8 * half) * 2, row + 8 * half, 0);
+    scale[half][1] = absmax((row + 8 * half) * 2 + 1, row + 8 * half, 1);
+  }
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    a[j][0] = dequantized_pair<Element>(words[0][2 * j], t, scale[0][j / 2], code);
+    a[j][1] = dequantized_pair<Element>(words[1][2 * j], t, scale[1][j / 2], code);
+    a[j][2] = dequantized_pair<Element>(words[0][2 * j + 1], t, scale[0][j / 2], code);
+    a[j][3] = dequantized_pair<Element>(words[1][2 * j + 1], t, scale[1][j / 2], code);
+  }
+}
+
+// Transposed: feature `row` is nibble (row % 2 == 0: high) of byte row / 2 of each
+// depth row, and row + 8 lies 4 bytes further in the same word pair; both share
+// the 32-feature chunk row / 32, so each depth row has one absmax for the fragment.
+template <class Element, class Absmax>
+__device__ __forceinline__ void weight_fragments(const uint8_t* packed, const Absmax& absmax, int row,
+                                                 const float* code, uint32_t (&a)[4][4], std::true_type) {
+  using Chunks = StageChunks<true>;
+  const int t = threadIdx.x % 4;
+  const int shift = row % 2 == 0 ? 4 : 0;
+  const int byte = (row / 2) % 4;
+  const int word_pair = row / 16;  // the 8-byte unit holding bytes row / 2 and row / 2 + 4
+  const int chunk = row / kChunkElements;
+  auto value = [&](uint32_t word, float scale) { return code[(word >> (8 * byte + shift)) & 15u] * scale; };
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    float low[2][2], high[2][2];  // [depth pair member][feature row, row + 8], depths 2t.. and 2t+8..
+#pragma unroll
+    for (int member = 0; member < 4; ++member) {
+      const int depth = 16 * j + 2 * t + (member % 2) + 8 * (member / 2);
+      const uint2 words = reinterpret_cast<const uint2*>(packed + depth * Chunks::kRowBytes)[word_pair];
+      const float scale = absmax(depth * Chunks::kChunksPerRow + chunk, depth, chunk);
+      float* target = member / 2 == 0 ? low[member % 2] : high[member % 2];
+      target[0] = value(words.x, scale);
+      target[1] = value(words.y, scale);
+    }
+    a[j][0] = round_pair<Element>(low[0][0], low[1][0]);
+    a[j][1] = round_pair<Element>(low[0][1], low[1][1]);
+    a[j][2] = round_pair<Element>(high[0][0], high[1][0]);
+    a[j][3] = round_pair<Element>(high[0][1], high[1][1]);
+  }
+}
+
+// The A fragment of LoRA's B factor, features (feature, feature + 8) x ranks j0 + 2t ...
+template <class Element>
+__device__ __forceinline__ void lora_fragment(const WgmmaGemmParams& p, int64_t expert, int64_t feature,
+                                              int64_t j0, uint32_t (&a)[4]) {
+  const int t = threadIdx.x % 4;
+  auto value = [&](int64_t f, int64_t j) {
+    if (f >= p.cols || j >= p.rank) return 0.0f;
+    const StridedView& v = p.lora_weight;
+    return load_as_float(v.data, v.type, expert * v.expert_stride + f * v.index_stride + j * v.depth_stride);
+  };
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const int64_t f = feature + 8 * (r % 2);
+    const int64_t j = j0 + 2 * t + 8 * (r / 2);
+    a[r] = round_pair<Element>(value(f, j), value(f, j + 1));
+  }
+}
+
+// Fills the LoRA operand tile: row i = token row0 + i, columns j0 .. j0 + 63 of
+// s x A^T rounded to the operand type (zeros past the rank and the expert's rows).
+// One consumer thread per token row; ends with the writes visible to wgmma.
+template <class Element>
+__device__ __forceinline__ void fill_lora_tile(const WgmmaGemmParams& p, uint8_t* tile, int64_t row0,
+                                               int64_t row_end, int64_t j0) {
+  const int i = threadIdx.x;  // consumer threads 0..255
+  const int64_t row = row0 + i;
+#pragma unroll
+  for (int chunk = 0; chunk < 8; ++chunk) {
+    float values[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const int64_t j = j0 + chunk * 8 + e;
+      values[e] = row < row_end && j < p.rank
+                      ? p.lora_scale * load_as_float(p.lora_rows.data, p.lora_rows.type,
+                                                     row * p.lora_rows.index_stride + j * p.lora_rows.depth_stride)
+                      : 0.0f;
+    }
+    const uint4 packed = make_uint4(round_pair<Element>(values[0], values[1]), round_pair<Element>(values[2], values[3]),
+                                    round_pair<Element>(values[4], values[5]), round_pair<Element>(values[6], values[7]));
+    *reinterpret_cast<uint4*>(tile + swizzled_offset(i, chunk)) = packed;
+  }
+  cutlass::arch::fence_view_async_shared();
+}
+
+__device__ __forceinline__ void consumer_sync() { cutlass::arch::NamedBarrier::sync(kWgmmaConsumerThreads, 1); }
+
+// The producer warp: TMA for x and the packed weight, and cp.async for the chunks'
+// absmax (nested: nested absmax and code word), all completing on the stage's
+// barrier, so the warp never waits for global memory; stages ahead are only
+// bounded by the ring.
+template <bool kTransposed>
+__device__ __forceinline__ void produce(const CUtensorMap& x_map, const CUtensorMap& w_map,
+                                        const WgmmaGemmParams& p, WgmmaGemmSmem& smem, const TileWork& work,
+                                        int64_t steps, int64_t& counter) {
+  using Barrier = cutlass::arch::ClusterTransactionBarrier;
+  using Chunks = StageChunks<kTransposed>;
+  const int lane = threadIdx.x % 32;
+  const QuantWeightView& w = p.weight;
+  const int32_t expert = work.expert;
+  const int64_t row0 = work.row0, feature0 = work.feature0;
+  for (int64_t step = 0; step < steps; ++step, ++counter) {
+    // `counter` counts the block's stages over all its tiles: slot and phase.
+    const int slot = static_cast<int>(counter % kWgmmaStages);
+    if (counter >= kWgmmaStages)
+      Barrier::wait(&smem.empty[slot], static_cast<uint32_t>((counter / kWgmmaStages - 1) & 1));
+    const int64_t k0 = step * kWgmmaDepth;
+    if (lane == 0) {
+      // Announced before this lane's arrival, so the phase cannot end without the bytes.
+      Barrier::expect_transaction(&smem.full[slot], sizeof(smem.x[0]) + sizeof(smem.packed[0]));
+      const auto hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+      cute::SM90_TMA_LOAD_2D::copy(&x_map, &smem.full[slot], hint, smem.x[slot], static_cast<int32_t>(k0),
+                                   static_cast<int32_t>(row0));
+      const int64_t w_row = expert * w.dim1 + (kTransposed ? k0 : feature0);
+      const int64_t w_byte = (kTransposed ? feature0 : k0) / 2;
+      cute::SM90_TMA_LOAD_2D::copy(&w_map, &smem.full[slot], hint, smem.packed[slot], static_cast<int32_t>(w_byte),
+                                   static_cast<int32_t>(w_row));
+    }
+#pragma unroll 1  // the copies do not block: nothing to overlap
+    for (int index = lane; index < Chunks::kRows * Chunks::kChunksPerRow; index += 32) {
+      const int row = index / Chunks::kChunksPerRow, chunk = index % Chunks::kChunksPerRow;
+      // (D1, D2) of the chunk in the weight's [E, D1, D2] view; chunks outside it
+      // copy zeros (finite, and they meet only zero x columns or unstored features).
+      const int64_t d1 = (kTransposed ? k0 : feature0) + row;
+      const int64_t d2 = (kTransposed ? feature0 : k0) + chunk * kChunkElements;
+      const bool inside = d1 < w.dim1 && d2 < w.dim2;
+      const int64_t block = inside ? ((expert * w.dim1 + d1) * w.dim2 + d2) >> w.blocksize_log2 : 0;
+      if (!w.nested) {
+        cp_async_4_fill(&smem.absmax[slot][index], w.absmax + block, inside ? 4u : 0u);
+      } else {
+        cp_async_4_fill(&smem.absmax[slot][index], w.nested_absmax + (block >> 8), inside ? 4u : 0u);
+        const int64_t word = block & ~int64_t{3};  // the codes are 4-byte aligned (wgmma_gemm_serves)
+        const int64_t valid = p.weight_blocks - word < 4 ? p.weight_blocks - word : 4;
+        cp_async_4_fill(&smem.codes[slot][index], w.absmax_codes + word, inside ? static_cast<uint32_t>(valid) : 0u);
+      }
+    }
+    cutlass::arch::cpasync_barrier_arrive_noinc(&smem.full[slot]);
+  }
+}
+
+// Stores a warpgroup's accumulators (64 features x kTokens tokens) as y rows
+// through its staging area, 128 tokens at a time, 16-byte stores along each
+// token's features.
+template <class Element, int kTokens>
+__device__ __forceinline__ void store_tile(const WgmmaGemmParams& p, const float (&acc)[128], uint8_t* staging,
+                                           int64_t row0, int64_t row_end, int64_t feature0) {
+  const int thread = threadIdx.x % 128, warp = thread / 32, lane = thread % 32;
+  const int g = lane / 4, t = lane % 4;
+  const uint32_t barrier = 2 + threadIdx.x / 128;
+#pragma unroll
+  for (int round = 0; round < kTokens / 128; ++round) {
+#pragma unroll
+    for (int block = 0; block < 16; ++block)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int feature = warp * 16 + g + 8 * half;
+        const int token = block * 8 + 2 * t;
+        const int i = 4 * (16 * round + block) + 2 * half;
+        const uint32_t pair = round_pair<Element>(acc[i], acc[i + 1]);
+        *reinterpret_cast<uint16_t*>(staging + token * kWgmmaStagingStride + feature * 2) =
+            static_cast<uint16_t>(pair);
+        *reinterpret_cast<uint16_t*>(staging + (token + 1) * kWgmmaStagingStride + feature * 2) =
+            static_cast<uint16_t>(pair >> 16);
+      }
+    cutlass::arch::NamedBarrier::sync(128, barrier);
+    for (int index = thread; index < 128 * 8; index += 128) {
+      const int token = index / 8, chunk = index % 8;
+      const int64_t row = row0 + 128 * round + token;
+      const int64_t feature = feature0 + chunk * 8;
+      if (row >= row_end || feature >= p.cols) continue;
+      const uint4 values = *reinterpret_cast<const uint4*>(staging + token * kWgmmaStagingStride + chunk * 16);
+      if (p.out_vectors && feature + 8 <= p.cols) {
+        *reinterpret_cast<uint4*>(static_cast<Element*>(p.out.data) + row * p.out.row_stride + feature) = values;
+        continue;
+      }
+      const uint16_t* elements = reinterpret_cast<const uint16_t*>(&values);
+      for (int e = 0; e < 8 && feature + e < p.cols; ++e)
+        static_cast<uint16_t*>(p.out.data)[row * p.out.row_stride + feature + e] = elements[e];
+    }
+    cutlass::arch::NamedBarrier::sync(128, barrier);  // staging is free again
+  }
+}
+
+// The consumer warpgroups: k steps over the ring, then LoRA's rank steps, then y.
+template <class Element, bool kTransposed, int kTokens>
+__device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem& smem, const TileWork& work,
+                                        int64_t steps, int64_t counter) {
+  using Barrier = cutlass::arch::ClusterTransactionBarrier;
+  const int32_t expert = work.expert;
+  const int64_t row0 = work.row0, row_end = work.row_end, feature0 = work.feature0;
+  const int group = threadIdx.x / 128;
+  const int warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32;
+  const int row = group * 64 + warp * 16 + lane / 4;  // the fragment's first row in the block's features
+  float acc[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
+  const StageAbsmax decode{&p.weight, smem.nested_code, p.weight.nested ? __ldg(p.weight.nested_offset) : 0.0f,
+                           expert};
+
+  // Waits for step `step`'s stage and dequantizes its weight into `a`.
+  // Stage `step` of this tile is the block's stage counter + step (slot and phase).
+  auto dequantize_step = [&](int64_t step, uint32_t(&a)[4][4]) {
+    const int slot = static_cast<int>((counter + step) % kWgmmaStages);
+    Barrier::wait(&smem.full[slot], static_cast<uint32_t>(((counter + step) / kWgmmaStages) & 1));
+    const int64_t k0 = step * kWgmmaDepth;
+    // Tile (row, chunk) of the stage at weight position (D1, D2).
+    auto absmax = [&](int index, int tile_row, int chunk) {
+      const int64_t d1 = kTransposed ? k0 + tile_row : feature0 + tile_row;
+      const int64_t d2 = (kTransposed ? feature0 : k0) + chunk * kChunkElements;
+      return decode(smem.absmax[slot], smem.codes[slot], index, d1, d2);
+    };
+    weight_fragments<Element>(smem.packed[slot], absmax, row, smem.code, a,
+                              std::integral_constant<bool, kTransposed>{});
+  };
+  auto issue_step = [&](int64_t step, const uint32_t(&a)[4][4]) {
+    const uint64_t tile = swizzled_tile_descriptor(smem.x[(counter + step) % kWgmmaStages]);
+    fence_accumulators(acc);
+    cute::warpgroup_arrive();
+#pragma unroll
+    for (int j = 0; j < 4; ++j) mma<Element, kTokens>(a[j], tile + 2 * j, acc);
+    cute::warpgroup_commit_batch();
+  };
+  // Every thread releases its own reads of the stage (the products of `step` are done).
+  auto release_step = [&](int64_t step) { Barrier::arrive(&smem.empty[(counter + step) % kWgmmaStages]); };
+
+  // The first 64 ranks of s x A^T go to shared memory while the first stages land;
+  // the last tile's LoRA products are done with it (both warpgroups).
+  if (p.rank > 0) {
+    consumer_sync();
+    fill_lora_tile<Element>(p, smem.lora, row0, row_end, 0);
+  }
+
+  // Two fragment sets: step s + 1 is dequantized while the products of step s run.
+  uint32_t even[4][4], odd[4][4];
+  dequantize_step(0, even);
+  issue_step(0, even);
+  for (int64_t step = 0; step < steps; step += 2) {
+    if (step + 1 < steps) {
+      dequantize_step(step + 1, odd);
+      issue_step(step + 1, odd);
+      cute::warpgroup_wait<1>();
+    } else {
+      cute::warpgroup_wait<0>();
+    }
+    fence_accumulators(acc);
+    release_step(step);
+    if (step + 1 >= steps) break;
+    if (step + 2 < steps) {
+      dequantize_step(step + 2, even);
+      issue_step(step + 2, even);
+      cute::warpgroup_wait<1>();
+    } else {
+      cute::warpgroup_wait<0>();
+    }
+    fence_accumulators(acc);
+    release_step(step + 1);
+  }
+  cute::warpgroup_wait<0>();
+  fence_accumulators(acc);
+
+  for (int64_t j0 = 0; j0 < p.rank; j0 += kWgmmaDepth) {
+    if (j0 > 0) {
+      consumer_sync();  // the previous rank chunk's products are done with the tile
+      fill_lora_tile<Element>(p, smem.lora, row0, row_end, j0);
+    }
+    consumer_sync();  // every thread's part of the tile is written
+    const uint64_t tile = swizzled_tile_descriptor(smem.lora);
+    for (int j = 0; j < 4 && j0 + 16 * j < p.rank; ++j) {
+      uint32_t a[4];
+      lora_fragment<Element>(p, expert, feature0 + row, j0 + 16 * j, a);
+      fence_accumulators(acc);
+      cute::warpgroup_arrive();
+      mma<Element, kTokens>(a, tile + 2 * j, acc);
+      cute::warpgroup_commit_batch();
+      cute::warpgroup_wait<0>();
+      fence_accumulators(acc);
+    }
+  }
+
+  store_tile<Element, kTokens>(p, acc, smem.staging[group], row0, row_end, feature0 + group * 64);
+}
+
+}  // namespace wgmma_detail
+
+#endif  // MOEQ_WGMMA_DEVICE
+
+template <class Element, bool kTransposed>
+__global__ void __launch_bounds__(kWgmmaThreads, 1)
+wgmma_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
+                  const WgmmaGemmParams p) {
+#if MOEQ_WGMMA_DEVICE
+  using namespace wgmma_detail;
+  extern __shared__ uint8_t smem_bytes[];
+  WgmmaGemmSmem& smem = *reinterpret_cast<WgmmaGemmSmem*>(
+      (reinterpret_cast<uintptr_t>(smem_bytes) + 1023) & ~uintptr_t{1023});
+
+  const int64_t tiles = static_cast<int64_t>(p.schedule.tile_prefix[p.schedule.experts]) * p.feature_tiles;
+  const int64_t steps = (p.depth + kWgmmaDepth - 1) / kWgmmaDepth;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kWgmmaStages; ++s) {
+      cutlass::arch::ClusterTransactionBarrier::init(&smem.full[s], 32);
+      cutlass::arch::ClusterBarrier::init(&smem.empty[s], kWgmmaConsumerThreads);
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  if (threadIdx.x < 16) smem.code[threadIdx.x] = code_value(p.weight.format, threadIdx.x);
+  if (p.weight.nested && threadIdx.x < 256) smem.nested_code[threadIdx.x] = __ldg(p.weight.nested_code + threadIdx.x);
+  __syncthreads();
+
+  // Producer and consumers walk the same tiles and count the same stages.
+  int64_t counter = 0;
+  if (threadIdx.x >= kWgmmaConsumerThreads) {
+    cutlass::arch::warpgroup_reg_dealloc<56>();
+    if (threadIdx.x >= kWgmmaConsumerThreads + 32) return;
+    for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x)
+      produce<kTransposed>(x_map, w_map, p, smem, tile_work(p, tile), steps, counter);
+    return;
+  }
+  cutlass::arch::warpgroup_reg_alloc<224>();
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x, counter += steps) {
+    const TileWork work = tile_work(p, tile);
+    if (work.row_end - work.row0 > 128)
+      consume<Element, kTransposed, 256>(p, smem, work, steps, counter);
+    else
+      consume<Element, kTransposed, 128>(p, smem, work, steps, counter);
+  }
+#endif
+}
+
+}  // namespace moeq::cuda
