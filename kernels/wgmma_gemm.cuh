@@ -76,7 +76,6 @@ struct WgmmaGemmSmem {
   float absmax[kWgmmaStages][kWgmmaFeatures * kWgmmaDepth / kChunkElements];
   uint32_t codes[kWgmmaStages][kWgmmaFeatures * kWgmmaDepth / kChunkElements];
   float nested_code[256];
-  float code[16];
   uint64_t full[kWgmmaStages];
   uint64_t empty[kWgmmaStages];
 };
@@ -180,6 +179,7 @@ __device__ __forceinline__ void cp_async_4_fill(void* destination, const void* s
 // The absmax of a stage's chunk `index` at weight position (d1, d2) of `expert`:
 // nested, code * nested absmax + offset in two float32 roundings, as
 // block_absmax computes it.
+template <bool kNested>
 struct StageAbsmax {
   const QuantWeightView* weight;
   const float* nested_code;
@@ -187,8 +187,13 @@ struct StageAbsmax {
   int64_t expert;
   __device__ __forceinline__ float operator()(const float* scale, const uint32_t* codes, int index, int64_t d1,
                                               int64_t d2) const {
-    if (!weight->nested) return scale[index];
-    const int64_t block = ((expert * weight->dim1 + d1) * weight->dim2 + d2) >> weight->blocksize_log2;
+    if constexpr (!kNested) return scale[index];
+    // The code's byte in its 4-byte word is block % 4. The last dim is whole blocks,
+    // so block = (expert * D1 + d1) * (D2 / blocksize) + d2 / blocksize, and its two
+    // low bits need only 32-bit arithmetic.
+    const uint32_t row = static_cast<uint32_t>(expert) * static_cast<uint32_t>(weight->dim1) + static_cast<uint32_t>(d1);
+    const uint32_t block = row * static_cast<uint32_t>(weight->dim2 >> weight->blocksize_log2) +
+                           static_cast<uint32_t>(d2 >> weight->blocksize_log2);
     const uint32_t code = (codes[index] >> (8 * (block & 3))) & 0xffu;
     return __fadd_rn(__fmul_rn(nested_code[code], scale[index]), nested_offset);
   }
@@ -209,43 +214,53 @@ __device__ __forceinline__ uint32_t swizzled_offset(int row, int chunk) {
   return static_cast<uint32_t>(row * 128 + ((chunk ^ (row & 7)) * 16));
 }
 
+// Byte offsets into the 16-entry code table of the high and the low nibble of
+// each byte of `bytes` (nibble * 4, one per byte).
+__device__ __forceinline__ uint32_t high_nibble_offsets(uint32_t bytes) { return (bytes >> 2) & 0x3c3c3c3cu; }
+__device__ __forceinline__ uint32_t low_nibble_offsets(uint32_t bytes) { return (bytes << 2) & 0x3c3c3c3cu; }
+
+// dtype(code[high] * absmax), dtype(code[low] * absmax) of byte `k` of the offset
+// words: the high nibble is the earlier element, the low half of the register.
 template <class Element>
-__device__ __forceinline__ uint32_t dequantized_pair(uint32_t word, int byte, float absmax,
-                                                     const float* code) {
-  const uint32_t bits = (word >> (8 * byte)) & 0xffu;
-  // The high nibble is the earlier element: the low half of the register.
-  return round_pair<Element>(code[bits >> 4] * absmax, code[bits & 15u] * absmax);
+__device__ __forceinline__ uint32_t dequantized_pair(uint32_t high_offsets, uint32_t low_offsets, int k,
+                                                     float absmax, const uint8_t* code) {
+  const uint32_t high = __byte_perm(high_offsets, 0, 0x4440 | k);
+  const uint32_t low = __byte_perm(low_offsets, 0, 0x4440 | k);
+  return round_pair<Element>(*reinterpret_cast<const float*>(code + high) * absmax,
+                             *reinterpret_cast<const float*>(code + low) * absmax);
+}
+
+// Byte t of four words, gathered into one: [w0.t, w1.t, w2.t, w3.t].
+__device__ __forceinline__ uint32_t gather_bytes(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3, int t) {
+  const uint32_t select = static_cast<uint32_t>(t | (t + 4) << 4);
+  return __byte_perm(__byte_perm(w0, w1, select), __byte_perm(w2, w3, select), 0x5410);
 }
 
 // The A fragments of one 64-deep step for the warp's feature rows `row` and
 // `row + 8`: a[j] is k16 step j (register 0: row, depth 2t..2t+1; 1: row + 8;
 // 2: row, depth 2t+8..2t+9; 3: row + 8, depth 2t+8..), t = lane % 4.
 // Not transposed: byte 8j + t of a feature row holds depth 16j + 2t, 2t+1 and byte
-// 8j + 4 + t holds depth 16j + 2t + 8, 2t + 9.
-// absmax(index, row, chunk): the decoded absmax of the stage's chunk `index`, at
-// tile row `row` and chunk `chunk` of that row.
+// 8j + 4 + t holds depth 16j + 2t + 8, 2t + 9, so byte t of word w serves step w / 2.
 template <class Element, class Absmax>
 __device__ __forceinline__ void weight_fragments(const uint8_t* packed, const Absmax& absmax, int row,
-                                                 const float* code, uint32_t (&a)[4][4], std::false_type) {
+                                                 const uint8_t* code, uint32_t (&a)[4][4], std::false_type) {
   const int t = threadIdx.x % 4;
-  uint32_t words[2][8];
-  float scale[2][2];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const uint4* source = reinterpret_cast<const uint4*>(packed + (row + 8 * half) * (kWgmmaDepth / 2));
-    const uint4 low = source[0], high = source[1];
-    const uint32_t values[8] = {low.x, low.y, low.z, low.w, high.x, high.y, high.z, high.w};
+    const uint4 first = source[0], second = source[1];
+    const float scale[2] = {absmax((row + 8 * half) * 2, row + 8 * half, 0),
+                            absmax((row + 8 * half) * 2 + 1, row + 8 * half, 1)};
+    // Bytes of words 0-3 (steps 0, 1: chunk 0) and 4-7 (steps 2, 3: chunk 1).
+    const uint32_t gathered[2] = {gather_bytes(first.x, first.y, first.z, first.w, t),
+                                  gather_bytes(second.x, second.y, second.z, second.w, t)};
 #pragma unroll
-    for (int w = 0; w < 8; ++w) words[half][w] = values[w];
-    scale[half][0] = absmax((row + 8 * half) * 2, row + 8 * half, 0);
-    scale[half][1] = absmax((row + 8 * half) * 2 + 1, row + 8 * half, 1);
-  }
+    for (int chunk = 0; chunk < 2; ++chunk) {
+      const uint32_t high = high_nibble_offsets(gathered[chunk]), low = low_nibble_offsets(gathered[chunk]);
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    a[j][0] = dequantized_pair<Element>(words[0][2 * j], t, scale[0][j / 2], code);
-    a[j][1] = dequantized_pair<Element>(words[1][2 * j], t, scale[1][j / 2], code);
-    a[j][2] = dequantized_pair<Element>(words[0][2 * j + 1], t, scale[0][j / 2], code);
-    a[j][3] = dequantized_pair<Element>(words[1][2 * j + 1], t, scale[1][j / 2], code);
+      for (int k = 0; k < 4; ++k)  // word 4 * chunk + k: step 2 * chunk + k / 2, register half + 2 (k % 2)
+        a[2 * chunk + k / 2][half + 2 * (k % 2)] = dequantized_pair<Element>(high, low, k, scale[chunk], code);
+    }
   }
 }
 
@@ -254,14 +269,17 @@ __device__ __forceinline__ void weight_fragments(const uint8_t* packed, const Ab
 // the 32-feature chunk row / 32, so each depth row has one absmax for the fragment.
 template <class Element, class Absmax>
 __device__ __forceinline__ void weight_fragments(const uint8_t* packed, const Absmax& absmax, int row,
-                                                 const float* code, uint32_t (&a)[4][4], std::true_type) {
+                                                 const uint8_t* code, uint32_t (&a)[4][4], std::true_type) {
   using Chunks = StageChunks<true>;
   const int t = threadIdx.x % 4;
-  const int shift = row % 2 == 0 ? 4 : 0;
+  const bool high_nibble = row % 2 == 0;
   const int byte = (row / 2) % 4;
   const int word_pair = row / 16;  // the 8-byte unit holding bytes row / 2 and row / 2 + 4
   const int chunk = row / kChunkElements;
-  auto value = [&](uint32_t word, float scale) { return code[(word >> (8 * byte + shift)) & 15u] * scale; };
+  auto offsets = [&](uint32_t word) { return high_nibble ? high_nibble_offsets(word) : low_nibble_offsets(word); };
+  auto value = [&](uint32_t word_offsets, float scale) {
+    return *reinterpret_cast<const float*>(code + __byte_perm(word_offsets, 0, 0x4440 | byte)) * scale;
+  };
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     float low[2][2], high[2][2];  // [depth pair member][feature row, row + 8], depths 2t.. and 2t+8..
@@ -271,8 +289,8 @@ __device__ __forceinline__ void weight_fragments(const uint8_t* packed, const Ab
       const uint2 words = reinterpret_cast<const uint2*>(packed + depth * Chunks::kRowBytes)[word_pair];
       const float scale = absmax(depth * Chunks::kChunksPerRow + chunk, depth, chunk);
       float* target = member / 2 == 0 ? low[member % 2] : high[member % 2];
-      target[0] = value(words.x, scale);
-      target[1] = value(words.y, scale);
+      target[0] = value(offsets(words.x), scale);
+      target[1] = value(offsets(words.y), scale);
     }
     a[j][0] = round_pair<Element>(low[0][0], low[1][0]);
     a[j][1] = round_pair<Element>(low[0][1], low[1][1]);
@@ -424,9 +442,9 @@ __device__ __forceinline__ void store_tile(const WgmmaGemmParams& p, const float
 }
 
 // The consumer warpgroups: k steps over the ring, then LoRA's rank steps, then y.
-template <class Element, bool kTransposed, int kTokens>
-__device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem& smem, const TileWork& work,
-                                        int64_t steps, int64_t counter) {
+template <class Element, bool kTransposed, bool kNested, int kTokens>
+__device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem& smem, const float* code,
+                                        const TileWork& work, int64_t steps, int64_t counter) {
   using Barrier = cutlass::arch::ClusterTransactionBarrier;
   const int32_t expert = work.expert;
   const int64_t row0 = work.row0, row_end = work.row_end, feature0 = work.feature0;
@@ -436,7 +454,7 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
   float acc[128];
 #pragma unroll
   for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
-  const StageAbsmax decode{&p.weight, smem.nested_code, p.weight.nested ? __ldg(p.weight.nested_offset) : 0.0f,
+  const StageAbsmax<kNested> decode{&p.weight, smem.nested_code, p.weight.nested ? __ldg(p.weight.nested_offset) : 0.0f,
                            expert};
 
   // Waits for step `step`'s stage and dequantizes its weight into `a`.
@@ -451,7 +469,7 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
       const int64_t d2 = (kTransposed ? feature0 : k0) + chunk * kChunkElements;
       return decode(smem.absmax[slot], smem.codes[slot], index, d1, d2);
     };
-    weight_fragments<Element>(smem.packed[slot], absmax, row, smem.code, a,
+    weight_fragments<Element>(smem.packed[slot], absmax, row, reinterpret_cast<const uint8_t*>(code), a,
                               std::integral_constant<bool, kTransposed>{});
   };
   auto issue_step = [&](int64_t step, const uint32_t(&a)[4][4]) {
@@ -472,30 +490,15 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
     fill_lora_tile<Element>(p, smem.lora, row0, row_end, 0);
   }
 
-  // Two fragment sets: step s + 1 is dequantized while the products of step s run.
-  uint32_t even[4][4], odd[4][4];
-  dequantize_step(0, even);
-  issue_step(0, even);
-  for (int64_t step = 0; step < steps; step += 2) {
-    if (step + 1 < steps) {
-      dequantize_step(step + 1, odd);
-      issue_step(step + 1, odd);
-      cute::warpgroup_wait<1>();
-    } else {
-      cute::warpgroup_wait<0>();
-    }
+  // One fragment set: the other warpgroup's products run while this one
+  // dequantizes (two sets measured no faster on the H200 and cost registers).
+  for (int64_t step = 0; step < steps; ++step) {
+    uint32_t a[4][4];
+    dequantize_step(step, a);
+    issue_step(step, a);
+    cute::warpgroup_wait<0>();
     fence_accumulators(acc);
     release_step(step);
-    if (step + 1 >= steps) break;
-    if (step + 2 < steps) {
-      dequantize_step(step + 2, even);
-      issue_step(step + 2, even);
-      cute::warpgroup_wait<1>();
-    } else {
-      cute::warpgroup_wait<0>();
-    }
-    fence_accumulators(acc);
-    release_step(step + 1);
   }
   cute::warpgroup_wait<0>();
   fence_accumulators(acc);
@@ -545,7 +548,10 @@ wgmma_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_consta
     }
     cutlass::arch::fence_barrier_init();
   }
-  if (threadIdx.x < 16) smem.code[threadIdx.x] = code_value(p.weight.format, threadIdx.x);
+  // The 16 code values in static shared memory: a constant address, so each lookup
+  // is one load at [nibble offset + constant].
+  __shared__ float code_table[16];
+  if (threadIdx.x < 16) code_table[threadIdx.x] = code_value(p.weight.format, threadIdx.x);
   if (p.weight.nested && threadIdx.x < 256) smem.nested_code[threadIdx.x] = __ldg(p.weight.nested_code + threadIdx.x);
   __syncthreads();
 
@@ -561,10 +567,16 @@ wgmma_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_consta
   cutlass::arch::warpgroup_reg_alloc<224>();
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x, counter += steps) {
     const TileWork work = tile_work(p, tile);
-    if (work.row_end - work.row0 > 128)
-      consume<Element, kTransposed, 256>(p, smem, work, steps, counter);
-    else
-      consume<Element, kTransposed, 128>(p, smem, work, steps, counter);
+    // Uniform branches: the nested decode and the token width are compiled out of
+    // the loops that do not need them (predicated code still takes issue slots).
+    const bool wide = work.row_end - work.row0 > 128;
+    if (p.weight.nested) {
+      if (wide) consume<Element, kTransposed, true, 256>(p, smem, code_table, work, steps, counter);
+      else consume<Element, kTransposed, true, 128>(p, smem, code_table, work, steps, counter);
+    } else {
+      if (wide) consume<Element, kTransposed, false, 256>(p, smem, code_table, work, steps, counter);
+      else consume<Element, kTransposed, false, 128>(p, smem, code_table, work, steps, counter);
+    }
   }
 #endif
 }
