@@ -2,7 +2,7 @@
 # GPU check of CUDA quantize/dequantize in one device call, from a CUDA build made here
 # (no build time on the device): tests/test_cuda_quantize (large tensors too), the
 # tilings bench (bench/quant_tilings.cu), bench/quant.py against bitsandbytes, then the
-# suite under compute-sanitizer memcheck, racecheck and initcheck (quick subset). Logs
+# suite under compute-sanitizer memcheck, racecheck, initcheck and synccheck (quick subset). Logs
 # and bench JSON land in $OUT.
 #
 #   bench/gpu_quant_check.sh prepare   on the build machine: HEAD's snapshot built with
@@ -83,17 +83,17 @@ gpu_check() {
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
   PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 timeout 120 python3 "$carry/bench/quant.py" "$carry/lib/libmoeq.so.0" \
     > "$out/bench.log" 2>&1 || status=1
-  # The three tools side by side (their cost is mostly on the host), on the quick subset.
+  # The four tools side by side (their cost is mostly on the host), on the quick subset.
   echo "== compute-sanitizer ($((SECONDS - start)) s in)"
   local sanitizer tool pids=()
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  for tool in memcheck racecheck initcheck; do
+  for tool in memcheck racecheck initcheck synccheck; do
     MOEQ_TEST_QUICK=1 timeout "${SANITIZER_TIMEOUT:-100}" "$sanitizer" --tool $tool --error-exitcode 9 "$suite" \
       > "$out/sanitizer_$tool.log" 2>&1 &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-  for tool in memcheck racecheck initcheck; do
+  for tool in memcheck racecheck initcheck synccheck; do
     echo "-- $tool: $(grep -hE "ERROR SUMMARY|RACECHECK SUMMARY|test cases" "$out/sanitizer_$tool.log" | tr '\n' ' ')"
   done
   echo "== done in $((SECONDS - start)) s; the tilings' ceilings and checks ($out/tilings.log has all), quant.py's table"
