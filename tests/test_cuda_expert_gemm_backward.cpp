@@ -6,52 +6,24 @@
 
 #if MOEQ_WITH_CUDA
 
+#include "support/expert_gemm_backward_case.hpp"
 #include "test_cuda_expert_gemm_common.hpp"
 
 using namespace moeq_gpu_test;
 
 namespace {
 
-// Which gradients a call asks for, and what it passes.
-struct GradientRequest {
-  bool grad_x = true;
-  bool grad_lora_a = true;
-  bool grad_lora_b = true;
-  bool pass_x = true;
-  bool pass_x_lora_a = false;
-  DLDataType x_lora_a_type = float32_type();
+// A request and how the device call runs: with a caller workspace or the
+// stream-ordered pool, on which stream.
+struct DeviceGradientRequest : GradientRequest {
   bool caller_workspace = true;
   cudaStream_t stream = nullptr;
 };
 
-// The host tensors of a backward: grad_y and x_lora_a in, poisoned gradients out.
-struct BackwardTensors {
-  HostTensor grad_y, x_lora_a, grad_x, grad_lora_a, grad_lora_b;
-};
-
-BackwardTensors backward_tensors(ExpertGemmInputs& in, const GradientRequest& request,
-                                 std::mt19937_64& rng) {
-  const ExpertGemmCase& c = in.spec;
-  BackwardTensors t;
-  t.grad_y = activation_tensor(c.activation, c.rows(), c.out_features, c.row_padding);
-  t.grad_y.fill_normal(rng);
-  t.grad_x = activation_tensor(c.activation, c.rows(), c.in_features, c.row_padding);
-  if (c.rank > 0) {
-    t.grad_lora_a = HostTensor(c.lora, {c.experts(), c.rank, c.in_features});
-    t.grad_lora_b = lora_b_tensor(c.lora, c.experts(), c.out_features, c.rank, c.peft_lora_b);
-  }
-  if (request.pass_x_lora_a) {
-    // Random rather than x A^T, so a backward that ignored it would fail.
-    t.x_lora_a = HostTensor(request.x_lora_a_type, {c.rows(), c.rank});
-    t.x_lora_a.fill_normal(rng, std::sqrt(static_cast<double>(c.in_features)));
-  }
-  return t;
-}
-
 // One backward call on the device.
 class BackwardCall {
  public:
-  BackwardCall(ExpertGemmInputs& in, BackwardTensors& host, const GradientRequest& request)
+  BackwardCall(ExpertGemmInputs& in, BackwardTensors& host, const DeviceGradientRequest& request)
       : request_(request), host_(host), device_(in), grad_y(host.grad_y) {
     const ExpertGemmCase& c = in.spec;
     if (request.pass_x_lora_a) x_lora_a.assign(host.x_lora_a);
@@ -104,7 +76,7 @@ class BackwardCall {
     if (request_.grad_lora_b) list.emplace_back(&host_.grad_lora_b, &grad_lora_b);
     return list;
   }
-  GradientRequest request_;
+  DeviceGradientRequest request_;
   BackwardTensors& host_;
   DeviceInputs device_;
   CallerWorkspace workspace_;
@@ -118,96 +90,16 @@ class BackwardCall {
 // The CPU backend's gradients into `cpu` (same shapes); false when it reports an error.
 bool cpu_backward(ExpertGemmInputs& in, BackwardTensors& host, const GradientRequest& request,
                   BackwardTensors& cpu) {
-  const ExpertGemmCase& c = in.spec;
   cpu.grad_x = host.grad_x;
   cpu.grad_lora_a = host.grad_lora_a;
   cpu.grad_lora_b = host.grad_lora_b;
-  moeq_expert_gemm_grad_args args{};
-  args.struct_size = sizeof(args);
-  args.x = request.pass_x ? in.x.dl() : nullptr;
-  args.weight = in.weight.q();
-  args.weight_layout = c.layout;
-  args.group_end = in.group_end.dl();
-  args.lora_a = in.lora_a_dl();
-  args.lora_b = in.lora_b_dl();
-  args.lora_scale = c.lora_scale;
-  args.grad_y = host.grad_y.dl();
-  args.x_lora_a = request.pass_x_lora_a ? host.x_lora_a.dl() : nullptr;
-  args.grad_x = request.grad_x ? cpu.grad_x.dl() : nullptr;
-  args.grad_lora_a = request.grad_lora_a ? cpu.grad_lora_a.dl() : nullptr;
-  args.grad_lora_b = request.grad_lora_b ? cpu.grad_lora_b.dl() : nullptr;
+  const moeq_expert_gemm_grad_args args = request_args(in, host, request, cpu);
   return moeq_expert_gemm_lora_backward(&args, nullptr) == MOEQ_OK;
 }
 
-// The three gradients in float64 with their bounds: grad_x [routed, K],
-// grad_lora_a [E, r, K], grad_lora_b [E, N, r].
-struct ReferenceGradients {
-  Reference grad_x, grad_lora_a, grad_lora_b;
-};
-
-ReferenceGradients reference_gradients(const ExpertGemmInputs& in, const BackwardTensors& t,
-                                       const GradientRequest& request) {
-  const ExpertGemmCase& c = in.spec;
-  const int64_t K = c.in_features, N = c.out_features, R = c.rank;
-  const double s = c.lora_scale;
-  const std::vector<double> grad_y = dense_values(t.grad_y);
-  Reference x_lora_a = reference_projection_x_a(in);
-  if (request.pass_x_lora_a) {
-    x_lora_a.value = dense_values(t.x_lora_a);
-    for (size_t i = 0; i < x_lora_a.value.size(); ++i) x_lora_a.bound[i] = std::fabs(x_lora_a.value[i]);
-  }
-  // g = dY_e B_e [M, r]
-  Reference g;
-  g.resize(static_cast<size_t>(c.rows() * R));
-  for (int64_t e = 0; e < c.experts(); ++e)
-    for (int64_t m = in.begin(e); m < in.begin(e) + c.rows_per_expert[e]; ++m)
-      for (int64_t j = 0; j < R; ++j)
-        for (int64_t n = 0; n < N; ++n) {
-          const double term = grad_y[m * N + n] * in.b(e, n, j);
-          g.value[m * R + j] += term;
-          g.bound[m * R + j] += std::fabs(term);
-        }
-  ReferenceGradients out;
-  out.grad_x.resize(static_cast<size_t>(c.routed_rows() * K));
-  out.grad_lora_a.resize(static_cast<size_t>(c.experts() * R * K));
-  out.grad_lora_b.resize(static_cast<size_t>(c.experts() * N * R));
-  for (int64_t e = 0; e < c.experts(); ++e)
-    for (int64_t m = in.begin(e); m < in.begin(e) + c.rows_per_expert[e]; ++m) {
-      for (int64_t k = 0; k < K; ++k) {
-        double sum = 0.0, bound = 0.0;
-        for (int64_t n = 0; n < N; ++n) {
-          const double term = grad_y[m * N + n] * in.w(e, n, k);
-          sum += term;
-          bound += std::fabs(term);
-        }
-        for (int64_t j = 0; j < R; ++j) {
-          sum += s * g.value[m * R + j] * in.a(e, j, k);
-          bound += std::fabs(s * in.a(e, j, k)) * g.bound[m * R + j];
-        }
-        out.grad_x.value[m * K + k] = sum;
-        out.grad_x.bound[m * K + k] = bound;
-      }
-      for (int64_t j = 0; j < R; ++j) {
-        for (int64_t k = 0; k < K; ++k) {
-          const size_t index = static_cast<size_t>((e * R + j) * K + k);
-          const double x = in.x_values[m * K + k];
-          out.grad_lora_a.value[index] += s * g.value[m * R + j] * x;
-          out.grad_lora_a.bound[index] += std::fabs(s * x) * g.bound[m * R + j];
-        }
-        for (int64_t n = 0; n < N; ++n) {
-          const size_t index = static_cast<size_t>((e * N + n) * R + j);
-          const double dy = grad_y[m * N + n];
-          out.grad_lora_b.value[index] += s * dy * x_lora_a.value[m * R + j];
-          out.grad_lora_b.bound[index] += std::fabs(s * dy) * x_lora_a.bound[m * R + j];
-        }
-      }
-    }
-  return out;
-}
-
 // A random request: at least one gradient; x passed unless nothing needs it.
-GradientRequest random_request(const ExpertGemmCase& spec, std::mt19937_64& rng) {
-  GradientRequest request;
+DeviceGradientRequest random_request(const ExpertGemmCase& spec, std::mt19937_64& rng) {
+  DeviceGradientRequest request;
   const bool lora = spec.rank > 0;
   do {
     request.grad_x = rng() % 4 != 0 || !lora;
@@ -273,7 +165,7 @@ TEST_CASE("the gradients match float64 and the CPU backend over a seeded sweep o
     CAPTURE(i);
     CAPTURE(spec.describe());
     ExpertGemmInputs in(spec, rng);
-    const GradientRequest request = random_request(spec, rng);
+    const DeviceGradientRequest request = random_request(spec, rng);
     CAPTURE(request.grad_x);
     CAPTURE(request.grad_lora_a);
     CAPTURE(request.grad_lora_b);
@@ -316,7 +208,7 @@ TEST_CASE("training-sized gradients match float64 on every tile edge") {
     CAPTURE(i);
     CAPTURE(spec.describe());
     ExpertGemmInputs in(spec, rng);
-    GradientRequest request;
+    DeviceGradientRequest request;
     request.grad_x = true;
     request.grad_lora_a = request.grad_lora_b = spec.rank > 0 && i % 2 == 0;
     request.pass_x = true;
@@ -336,7 +228,7 @@ TEST_CASE("the LoRA gradients are the same bits run to run, and zero for experts
     std::mt19937_64 rng(21);
     const ExpertGemmCase spec = fixed_case(activation, 16);
     ExpertGemmInputs in(spec, rng);
-    GradientRequest request;
+    DeviceGradientRequest request;
     BackwardTensors host = backward_tensors(in, request, rng);
     BackwardCall call(in, host, request);
     call.run();
@@ -364,7 +256,7 @@ TEST_CASE("a backward captured in a CUDA graph and replayed gives the bits of a 
   ExpertGemmInputs in(fixed_case(bfloat16_type(), 16), rng);
   cudaStream_t stream;
   REQUIRE_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  GradientRequest request;
+  DeviceGradientRequest request;
   request.stream = stream;
   BackwardTensors direct_host = backward_tensors(in, request, rng);
   BackwardTensors captured_host = direct_host;
@@ -396,7 +288,7 @@ TEST_CASE("the backward workspace is O(M x r) and one byte short is MOEQ_ERR_WOR
   if (skip_without_gpu()) return;
   std::mt19937_64 rng(23);
   ExpertGemmInputs in(fixed_case(float16_type(), 32), rng);
-  GradientRequest request;
+  DeviceGradientRequest request;
   BackwardTensors host = backward_tensors(in, request, rng);
   BackwardCall call(in, host, request);
   // g = dY B and x A^T, float32 [M, r] each, plus the schedule.

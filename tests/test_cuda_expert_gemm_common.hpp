@@ -230,60 +230,6 @@ inline ExpertGemmCase random_gpu_case(std::mt19937_64& rng) {
   return c;
 }
 
-// A float64 result and, per element, the bound sum |terms| its error is measured against.
-struct Reference {
-  std::vector<double> value, bound;
-  void resize(size_t count) {
-    value.assign(count, 0.0);
-    bound.assign(count, 0.0);
-  }
-};
-
-// x_e A_e^T for rows [0, M) (zero for unrouted rows), and its bound.
-inline Reference reference_projection_x_a(const ExpertGemmInputs& in) {
-  const ExpertGemmCase& c = in.spec;
-  Reference out;
-  out.resize(static_cast<size_t>(c.rows() * c.rank));
-  for (int64_t e = 0; e < c.experts(); ++e)
-    for (int64_t i = in.begin(e); i < in.begin(e) + c.rows_per_expert[e]; ++i)
-      for (int64_t j = 0; j < c.rank; ++j) {
-        double sum = 0.0, bound = 0.0;
-        for (int64_t k = 0; k < c.in_features; ++k) {
-          const double term = in.x_values[i * c.in_features + k] * in.a(e, j, k);
-          sum += term;
-          bound += std::fabs(term);
-        }
-        out.value[i * c.rank + j] = sum;
-        out.bound[i * c.rank + j] = bound;
-      }
-  return out;
-}
-
-// y_e = x_e W_e^T + s (x_e A_e^T) B_e^T for the routed rows, [routed, N].
-inline Reference reference_y(const ExpertGemmInputs& in) {
-  const ExpertGemmCase& c = in.spec;
-  const Reference projected = reference_projection_x_a(in);
-  Reference y;
-  y.resize(static_cast<size_t>(c.routed_rows() * c.out_features));
-  for (int64_t e = 0; e < c.experts(); ++e)
-    for (int64_t i = in.begin(e); i < in.begin(e) + c.rows_per_expert[e]; ++i)
-      for (int64_t n = 0; n < c.out_features; ++n) {
-        double sum = 0.0, bound = 0.0;
-        for (int64_t k = 0; k < c.in_features; ++k) {
-          const double term = in.x_values[i * c.in_features + k] * in.w(e, n, k);
-          sum += term;
-          bound += std::fabs(term);
-        }
-        for (int64_t j = 0; j < c.rank; ++j) {
-          sum += c.lora_scale * projected.value[i * c.rank + j] * in.b(e, n, j);
-          bound += std::fabs(c.lora_scale * in.b(e, n, j)) * projected.bound[i * c.rank + j];
-        }
-        y.value[i * c.out_features + n] = sum;
-        y.bound[i * c.out_features + n] = bound;
-      }
-  return y;
-}
-
 // The worst (|actual - expected| / bound) over the elements and the relative
 // Frobenius error; an element with bound 0 must be exactly 0; NaN never passes.
 struct Agreement {

@@ -1,6 +1,6 @@
 // The CPU backward of the expert GEMM (grad_x, grad_lora_a, grad_lora_b) against
 // a float64 reference and against finite differences of the forward.
-#include "support/expert_gemm_case.hpp"
+#include "support/expert_gemm_backward_case.hpp"
 
 #include <doctest/doctest.h>
 #include <moeq/moeq.h>
@@ -13,98 +13,15 @@ using namespace moeq_test;
 
 namespace {
 
-// Which gradients a call asks for, and what it passes.
-struct GradientRequest {
-  bool grad_x = true;
-  bool grad_lora_a = true;
-  bool grad_lora_b = true;
-  bool pass_x = true;
-  bool pass_x_lora_a = false;  // a saved x_lora_a [M, r] in the LoRA dtype
-};
-
-// The inputs only the backward has, and its poisoned outputs.
-struct BackwardRun {
-  HostTensor grad_y, x_lora_a, grad_x, grad_lora_a, grad_lora_b;
-};
-
-BackwardRun run_backward(ExpertGemmInputs& in, const GradientRequest& request,
-                         std::mt19937_64& rng) {
-  const ExpertGemmCase& c = in.spec;
-  BackwardRun run;
-  run.grad_y = activation_tensor(c.activation, c.rows(), c.out_features, c.row_padding);
-  run.grad_y.fill_normal(rng);
-  run.grad_x = activation_tensor(c.activation, c.rows(), c.in_features, c.row_padding);
-  if (c.rank > 0) {
-    run.grad_lora_a = HostTensor(c.lora, {c.experts(), c.rank, c.in_features});
-    run.grad_lora_b = lora_b_tensor(c.lora, c.experts(), c.out_features, c.rank, c.peft_lora_b);
-  }
-  if (request.pass_x_lora_a) {
-    // Random rather than x·Aᵀ, so a backward that ignored it and recomputed x·Aᵀ
-    // would fail instead of landing within the tolerance.
-    run.x_lora_a = HostTensor(c.lora, {c.rows(), c.rank});
-    run.x_lora_a.fill_normal(rng);
-  }
-  moeq_expert_gemm_grad_args args{};
-  args.struct_size = sizeof(args);
-  args.x = request.pass_x ? in.x.dl() : nullptr;
-  args.weight = in.weight.q();
-  args.weight_layout = c.layout;
-  args.group_end = in.group_end.dl();
-  args.lora_a = in.lora_a_dl();
-  args.lora_b = in.lora_b_dl();
-  args.lora_scale = c.lora_scale;
-  args.grad_y = run.grad_y.dl();
-  args.x_lora_a = request.pass_x_lora_a ? run.x_lora_a.dl() : nullptr;
-  args.grad_x = request.grad_x ? run.grad_x.dl() : nullptr;
-  args.grad_lora_a = request.grad_lora_a ? run.grad_lora_a.dl() : nullptr;
-  args.grad_lora_b = request.grad_lora_b ? run.grad_lora_b.dl() : nullptr;
+// One CPU backward of the request over fresh random inputs; its tensors, with the
+// gradients asked for written.
+BackwardTensors run_backward(ExpertGemmInputs& in, const GradientRequest& request, std::mt19937_64& rng) {
+  BackwardTensors run = backward_tensors(in, request, rng);
+  const moeq_expert_gemm_grad_args args = request_args(in, run, request, run);
   const moeq_status status = moeq_expert_gemm_lora_backward(&args, nullptr);
   INFO(moeq_last_error());
   REQUIRE(status == MOEQ_OK);
   return run;
-}
-
-// The three gradients in float64: grad_x [routed, K], grad_lora_a [E, r, K] and
-// grad_lora_b [E, N, r], each flattened row-major.
-struct ReferenceGradients {
-  std::vector<double> grad_x, grad_lora_a, grad_lora_b;
-};
-
-ReferenceGradients reference_backward(const ExpertGemmInputs& in, const BackwardRun& run,
-                                      bool from_saved_x_lora_a) {
-  const ExpertGemmCase& c = in.spec;
-  const int64_t k_count = c.in_features, n_count = c.out_features, rank = c.rank;
-  const std::vector<double> grad_y = dense_values(run.grad_y);
-  const std::vector<double> x_lora_a =
-      from_saved_x_lora_a ? dense_values(run.x_lora_a) : reference_x_lora_a(in);
-  ReferenceGradients out;
-  out.grad_x.assign(static_cast<size_t>(c.routed_rows() * k_count), 0.0);
-  out.grad_lora_a.assign(static_cast<size_t>(c.experts() * rank * k_count), 0.0);
-  out.grad_lora_b.assign(static_cast<size_t>(c.experts() * n_count * rank), 0.0);
-  for (int64_t e = 0; e < c.experts(); ++e) {
-    const int64_t first = in.begin(e), end = in.begin(e) + c.rows_per_expert[e];
-    for (int64_t i = first; i < end; ++i) {
-      std::vector<double> grad_y_b(static_cast<size_t>(rank), 0.0);  // dY_e · B_e, row i
-      for (int64_t j = 0; j < rank; ++j)
-        for (int64_t n = 0; n < n_count; ++n)
-          grad_y_b[j] += grad_y[i * n_count + n] * in.b(e, n, j);
-      for (int64_t k = 0; k < k_count; ++k) {
-        double sum = 0.0, lora = 0.0;
-        for (int64_t n = 0; n < n_count; ++n) sum += grad_y[i * n_count + n] * in.w(e, n, k);
-        for (int64_t j = 0; j < rank; ++j) lora += grad_y_b[j] * in.a(e, j, k);
-        out.grad_x[i * k_count + k] = sum + c.lora_scale * lora;
-      }
-      for (int64_t j = 0; j < rank; ++j) {
-        for (int64_t k = 0; k < k_count; ++k)
-          out.grad_lora_a[(e * rank + j) * k_count + k] +=
-              c.lora_scale * grad_y_b[j] * in.x_values[i * k_count + k];
-        for (int64_t n = 0; n < n_count; ++n)
-          out.grad_lora_b[(e * n_count + n) * rank + j] +=
-              c.lora_scale * grad_y[i * n_count + n] * x_lora_a[i * rank + j];
-      }
-    }
-  }
-  return out;
 }
 
 // Every gradient the request asks for within its dtype's tolerance; rows of
@@ -116,21 +33,22 @@ void check_backward(const ExpertGemmCase& spec, uint64_t seed, GradientRequest r
   CAPTURE(request.grad_lora_b);
   CAPTURE(request.pass_x_lora_a);
   if (spec.rank == 0) request.grad_lora_a = request.grad_lora_b = request.pass_x_lora_a = false;
+  request.x_lora_a_type = spec.lora;  // a saved x_lora_a in the LoRA dtype
   std::mt19937_64 rng(seed);
   ExpertGemmInputs in(spec, rng);
-  BackwardRun run = run_backward(in, request, rng);
-  const ReferenceGradients expected = reference_backward(in, run, request.pass_x_lora_a);
+  BackwardTensors run = run_backward(in, request, rng);
+  const ReferenceGradients expected = reference_gradients(in, run, request);
   if (request.grad_x) {
-    CHECK(relative_error(run.grad_x, expected.grad_x, spec.routed_rows(), spec.in_features) <=
+    CHECK(relative_error(run.grad_x, expected.grad_x.value, spec.routed_rows(), spec.in_features) <=
           output_tolerance(spec.activation));
     const PoisonCount untouched = untouched_elements(run.grad_x, spec.routed_rows());
     CHECK(untouched.poisoned == untouched.total);
   }
   if (request.grad_lora_a)
-    CHECK(relative_error(dense_values(run.grad_lora_a), expected.grad_lora_a) <=
+    CHECK(relative_error(dense_values(run.grad_lora_a), expected.grad_lora_a.value) <=
           output_tolerance(spec.lora));
   if (request.grad_lora_b)
-    CHECK(relative_error(dense_values(run.grad_lora_b), expected.grad_lora_b) <=
+    CHECK(relative_error(dense_values(run.grad_lora_b), expected.grad_lora_b.value) <=
           output_tolerance(spec.lora));
 }
 
@@ -206,7 +124,7 @@ TEST_CASE("experts without rows get zero LoRA gradients") {
   spec.peft_lora_b = true;
   std::mt19937_64 rng(26);
   ExpertGemmInputs in(spec, rng);
-  BackwardRun run = run_backward(in, GradientRequest{}, rng);
+  BackwardTensors run = run_backward(in, GradientRequest{}, rng);
   for (int64_t e : {0, 2, 3}) {
     CAPTURE(e);
     double largest = 0.0;
@@ -292,7 +210,7 @@ TEST_CASE("the gradients agree with finite differences of the forward on a tiny 
   spec.rank = 2;
   std::mt19937_64 rng(30);
   ExpertGemmInputs in(spec, rng);
-  BackwardRun run = run_backward(in, GradientRequest{}, rng);
+  BackwardTensors run = run_backward(in, GradientRequest{}, rng);
 
   HostTensor y(float32_type(), {spec.rows(), spec.out_features});
   const auto loss = [&] {

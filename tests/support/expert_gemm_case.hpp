@@ -1,5 +1,5 @@
-// Random expert GEMM problems for the CPU tests, and their float64 references
-// computed with plain loops (the 4-bit weight comes from moeq_dequantize).
+// Random expert GEMM problems for the CPU and GPU tests, and their float64
+// references computed with plain loops (the 4-bit weight comes from moeq_dequantize).
 #pragma once
 
 #include "support/host_tensor.hpp"
@@ -273,35 +273,58 @@ inline moeq_expert_gemm_grad_args backward_args(ExpertGemmInputs& in, const DLTe
 
 // ---------------------------------------------------------------- references
 
+// A float64 result and, per element, the bound sum |terms| that its rounding
+// error is measured against (the GPU tests compare elementwise against it; the
+// CPU tests take `value` and a relative Frobenius error).
+struct Reference {
+  std::vector<double> value, bound;
+  void resize(size_t count) {
+    value.assign(count, 0.0);
+    bound.assign(count, 0.0);
+  }
+};
+
 // x_e · A_eᵀ for every routed row: [routed, r].
-inline std::vector<double> reference_x_lora_a(const ExpertGemmInputs& in) {
+inline Reference reference_x_lora_a(const ExpertGemmInputs& in) {
   const ExpertGemmCase& c = in.spec;
-  std::vector<double> projected(static_cast<size_t>(c.routed_rows() * c.rank), 0.0);
+  Reference out;
+  out.resize(static_cast<size_t>(c.routed_rows() * c.rank));
   for (int64_t e = 0; e < c.experts(); ++e)
     for (int64_t i = in.begin(e); i < in.begin(e) + c.rows_per_expert[e]; ++i)
       for (int64_t j = 0; j < c.rank; ++j) {
-        double sum = 0.0;
-        for (int64_t k = 0; k < c.in_features; ++k)
-          sum += in.x_values[i * c.in_features + k] * in.a(e, j, k);
-        projected[i * c.rank + j] = sum;
+        double sum = 0.0, bound = 0.0;
+        for (int64_t k = 0; k < c.in_features; ++k) {
+          const double term = in.x_values[i * c.in_features + k] * in.a(e, j, k);
+          sum += term;
+          bound += std::fabs(term);
+        }
+        out.value[i * c.rank + j] = sum;
+        out.bound[i * c.rank + j] = bound;
       }
-  return projected;
+  return out;
 }
 
 // y_e = x_e · W_eᵀ + s · (x_e · A_eᵀ) · B_eᵀ for every routed row: [routed, N].
-inline std::vector<double> reference_forward(const ExpertGemmInputs& in) {
+inline Reference reference_forward(const ExpertGemmInputs& in) {
   const ExpertGemmCase& c = in.spec;
-  const std::vector<double> projected = reference_x_lora_a(in);
-  std::vector<double> y(static_cast<size_t>(c.routed_rows() * c.out_features), 0.0);
+  const Reference projected = reference_x_lora_a(in);
+  Reference y;
+  y.resize(static_cast<size_t>(c.routed_rows() * c.out_features));
   for (int64_t e = 0; e < c.experts(); ++e)
     for (int64_t i = in.begin(e); i < in.begin(e) + c.rows_per_expert[e]; ++i)
       for (int64_t n = 0; n < c.out_features; ++n) {
-        double sum = 0.0;
-        for (int64_t k = 0; k < c.in_features; ++k)
-          sum += in.x_values[i * c.in_features + k] * in.w(e, n, k);
-        double lora = 0.0;
-        for (int64_t j = 0; j < c.rank; ++j) lora += projected[i * c.rank + j] * in.b(e, n, j);
-        y[i * c.out_features + n] = sum + c.lora_scale * lora;
+        double sum = 0.0, bound = 0.0;
+        for (int64_t k = 0; k < c.in_features; ++k) {
+          const double term = in.x_values[i * c.in_features + k] * in.w(e, n, k);
+          sum += term;
+          bound += std::fabs(term);
+        }
+        for (int64_t j = 0; j < c.rank; ++j) {
+          sum += c.lora_scale * projected.value[i * c.rank + j] * in.b(e, n, j);
+          bound += std::fabs(c.lora_scale * in.b(e, n, j)) * projected.bound[i * c.rank + j];
+        }
+        y.value[i * c.out_features + n] = sum;
+        y.bound[i * c.out_features + n] = bound;
       }
   return y;
 }
