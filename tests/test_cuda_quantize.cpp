@@ -128,19 +128,13 @@ class DeviceQTensor {
     std::copy(counts, counts + 5, counts_);
     const DLDataType dtypes[5] = {uint8_type(), layout_.absmax_dtype, float32_type(), float32_type(),
                                   float32_type()};
+    q_ = qtensor_header(format, blocksize, nested, shape, dtype);
     DLTensor* views[5] = {&q_.packed, &q_.absmax, &q_.nested_absmax, &q_.nested_code, &q_.nested_offset};
     for (int i = 0; i < 5; ++i) {
       const uint64_t offset = i == 0 ? packed_byte_offset : 0;
       buffers_[i] = DeviceBuffer(static_cast<size_t>(counts_[i]) * dtypes[i].bits / 8 + offset);
       *views[i] = DLTensor{buffers_[i].data(), {kDLCUDA, 0}, 1, dtypes[i], &counts_[i], nullptr, offset};
     }
-    q_.struct_size = sizeof(q_);
-    q_.format = format;
-    q_.blocksize = blocksize;
-    q_.nested = nested ? 1 : 0;
-    q_.ndim = static_cast<int32_t>(shape.size());
-    for (size_t i = 0; i < shape.size(); ++i) q_.shape[i] = shape[i];
-    q_.dtype = dtype;
   }
 
   moeq_qtensor* q() { return &q_; }

@@ -118,6 +118,19 @@ void HostTensor::fill_normal(std::mt19937_64& rng, double scale) {
   for (int64_t i = 0; i < numel(); ++i) set_flat(i, normal(rng));
 }
 
+moeq_qtensor qtensor_header(int32_t format, int32_t blocksize, bool nested, const std::vector<int64_t>& shape,
+                            DLDataType dtype) {
+  moeq_qtensor q{};
+  q.struct_size = sizeof(moeq_qtensor);
+  q.format = format;
+  q.blocksize = blocksize;
+  q.nested = nested ? 1 : 0;
+  q.ndim = static_cast<int32_t>(shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) q.shape[i] = shape[i];
+  q.dtype = dtype;
+  return q;
+}
+
 HostQTensor::HostQTensor(int32_t format, int32_t blocksize, bool nested, std::vector<int64_t> shape,
                          DLDataType dtype) {
   config_.struct_size = sizeof(moeq_quant_config);
@@ -132,13 +145,7 @@ HostQTensor::HostQTensor(int32_t format, int32_t blocksize, bool nested, std::ve
   nested_absmax = HostTensor(float32_type(), {layout.nested_absmax_count});
   nested_code = HostTensor(float32_type(), {layout.nested_code_count});
   nested_offset = HostTensor(float32_type(), {layout.nested_offset_count});
-  q_.struct_size = sizeof(moeq_qtensor);
-  q_.format = format;
-  q_.blocksize = blocksize;
-  q_.nested = nested ? 1 : 0;
-  q_.ndim = static_cast<int32_t>(shape.size());
-  for (size_t i = 0; i < shape.size(); ++i) q_.shape[i] = shape[i];
-  q_.dtype = dtype;
+  q_ = qtensor_header(format, blocksize, nested, shape, dtype);
   q_.packed = *packed.dl();
   q_.absmax = *absmax.dl();
   q_.nested_absmax = *nested_absmax.dl();

@@ -75,6 +75,10 @@ class HostQTensor {
   moeq_qtensor q_{};
 };
 
+// A moeq_qtensor describing a quantized tensor of `shape`, its buffers not set yet.
+moeq_qtensor qtensor_header(int32_t format, int32_t blocksize, bool nested, const std::vector<int64_t>& shape,
+                            DLDataType dtype);
+
 // Quantize `input` into a fresh HostQTensor (checks the call succeeded).
 void quantize_into(const HostTensor& input, HostQTensor& out);
 
