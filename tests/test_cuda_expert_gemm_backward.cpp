@@ -153,6 +153,30 @@ void check_gradients(const ExpertGemmCase& spec, const GradientRequest& request,
   }
 }
 
+// Checks a call's gradients (in `host`) against float64, and against the CPU
+// backend when it takes the case (both within the tolerance of float64, so within
+// twice it of each other). Returns whether the CPU backend took it.
+bool check_backward(ExpertGemmInputs& in, const GradientRequest& request, BackwardTensors& host,
+                    SweepReport& report) {
+  const ExpertGemmCase& spec = in.spec;
+  const double tolerance = gpu_tolerance(spec.activation);
+  const ReferenceGradients reference = reference_gradients(in, host, request);
+  check_gradients(spec, request, host, reference, tolerance, &report);
+  BackwardTensors cpu;
+  if (!cpu_backward(in, host, request, cpu)) return false;
+  ReferenceGradients cpu_reference = reference;
+  const auto take = [](Reference& into, const HostTensor& values) { into.value = dense_values(values); };
+  if (request.grad_x) {
+    cpu_reference.grad_x.value = dense_values(cpu.grad_x);
+    cpu_reference.grad_x.value.resize(reference.grad_x.value.size());
+  }
+  if (request.grad_lora_a) take(cpu_reference.grad_lora_a, cpu.grad_lora_a);
+  if (request.grad_lora_b) take(cpu_reference.grad_lora_b, cpu.grad_lora_b);
+  INFO("against the CPU backend");
+  check_gradients(spec, request, host, cpu_reference, 2 * tolerance, nullptr);
+  return true;
+}
+
 }  // namespace
 
 TEST_CASE("the gradients match float64 and the CPU backend over a seeded sweep of every combination") {
@@ -173,32 +197,13 @@ TEST_CASE("the gradients match float64 and the CPU backend over a seeded sweep o
     BackwardTensors host = backward_tensors(in, request, rng);
     BackwardCall call(in, host, request);
     call.run();
-    const double tolerance = gpu_tolerance(spec.activation);
-    const ReferenceGradients reference = reference_gradients(in, host, request);
-    check_gradients(spec, request, host, reference, tolerance, &report);
-    BackwardTensors cpu;
-    if (cpu_backward(in, host, request, cpu)) {
-      ++cpu_compared;
-      // Both within the tolerance of float64, so within twice it of each other.
-      ReferenceGradients cpu_reference = reference;
-      const auto take = [](Reference& into, const HostTensor& values) {
-        into.value = dense_values(values);
-      };
-      if (request.grad_x) {
-        cpu_reference.grad_x.value = dense_values(cpu.grad_x);
-        cpu_reference.grad_x.value.resize(reference.grad_x.value.size());
-      }
-      if (request.grad_lora_a) take(cpu_reference.grad_lora_a, cpu.grad_lora_a);
-      if (request.grad_lora_b) take(cpu_reference.grad_lora_b, cpu.grad_lora_b);
-      INFO("against the CPU backend");
-      check_gradients(spec, request, host, cpu_reference, 2 * tolerance, nullptr);
-    }
+    if (check_backward(in, request, host, report)) ++cpu_compared;
   }
   report.print("CUDA backward, " + std::to_string(cases) + " cases, " + std::to_string(cpu_compared) +
                " also compared with the CPU backend");
 }
 
-TEST_CASE("training-sized gradients match float64 on every tile edge") {
+TEST_CASE("training-sized gradients match float64 and the CPU backend on every tile edge") {
   if (skip_without_gpu()) return;
   std::mt19937_64 rng(20261131);
   SweepReport report;
@@ -216,10 +221,10 @@ TEST_CASE("training-sized gradients match float64 on every tile edge") {
     BackwardTensors host = backward_tensors(in, request, rng);
     BackwardCall call(in, host, request);
     call.run();
-    check_gradients(spec, request, host, reference_gradients(in, host, request), gpu_tolerance(spec.activation),
-                    &report);
+    CHECK(check_backward(in, request, host, report));
   }
-  report.print("CUDA backward, training-sized, " + std::to_string(cases) + " cases");
+  report.print("CUDA backward, training-sized, " + std::to_string(cases) + " cases, all also compared with "
+               "the CPU backend");
 }
 
 TEST_CASE("the LoRA gradients are the same bits run to run, and zero for experts without rows") {
