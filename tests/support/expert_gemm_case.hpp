@@ -233,10 +233,11 @@ class ExpertGemmInputs {
   HostTensor x, group_end, lora_a, lora_b;
 };
 
-// The forward's arguments over a case's inputs, writing y (and x_lora_a when given).
-inline moeq_expert_gemm_args forward_args(ExpertGemmInputs& in, DLTensor* y,
-                                          DLTensor* x_lora_a = nullptr) {
-  moeq_expert_gemm_args args{};
+// The forward's or the backward's argument struct with the fields they share set
+// from a case's inputs (x, the weight, the routing, LoRA).
+template <class Args>
+Args args_over_inputs(ExpertGemmInputs& in) {
+  Args args{};
   args.struct_size = sizeof(args);
   args.x = in.x.dl();
   args.weight = in.weight.q();
@@ -245,6 +246,13 @@ inline moeq_expert_gemm_args forward_args(ExpertGemmInputs& in, DLTensor* y,
   args.lora_a = in.lora_a_dl();
   args.lora_b = in.lora_b_dl();
   args.lora_scale = in.spec.lora_scale;
+  return args;
+}
+
+// The forward's arguments over a case's inputs, writing y (and x_lora_a when given).
+inline moeq_expert_gemm_args forward_args(ExpertGemmInputs& in, DLTensor* y,
+                                          DLTensor* x_lora_a = nullptr) {
+  auto args = args_over_inputs<moeq_expert_gemm_args>(in);
   args.y = y;
   args.x_lora_a = x_lora_a;
   return args;
@@ -255,15 +263,7 @@ inline moeq_expert_gemm_args forward_args(ExpertGemmInputs& in, DLTensor* y,
 inline moeq_expert_gemm_grad_args backward_args(ExpertGemmInputs& in, const DLTensor* grad_y,
                                                 DLTensor* grad_x, DLTensor* grad_lora_a,
                                                 DLTensor* grad_lora_b) {
-  moeq_expert_gemm_grad_args args{};
-  args.struct_size = sizeof(args);
-  args.x = in.x.dl();
-  args.weight = in.weight.q();
-  args.weight_layout = in.spec.layout;
-  args.group_end = in.group_end.dl();
-  args.lora_a = in.lora_a_dl();
-  args.lora_b = in.lora_b_dl();
-  args.lora_scale = in.spec.lora_scale;
+  auto args = args_over_inputs<moeq_expert_gemm_grad_args>(in);
   args.grad_y = grad_y;
   args.grad_x = grad_x;
   args.grad_lora_a = grad_lora_a;
