@@ -2,7 +2,8 @@
 # The CUDA expert GEMM on a GPU machine, in one call: configure and build moeq with
 # CUDA, run the CUDA expert GEMM, concurrency and 2^20-row suites, run all but the
 # 2^20-row one again under compute-sanitizer (memcheck, racecheck, initcheck,
-# synccheck) with few random cases and a short concurrency run, then bench/expert_gemm.py.
+# synccheck) with few random cases and a short concurrency run, then bench/expert_gemm.py;
+# the step "profile" (not run by default) prints each kernel's time (bench/kernel_profile.py).
 #
 #   bench/gpu_gemm_check.sh prepare   here: a snapshot of HEAD (others keep editing the
 #                                      tree) and the build dependencies the GPU image
@@ -14,8 +15,8 @@
 # "build test sanitize bench"), SANITIZER_TOOLS (default "memcheck racecheck
 # initcheck synccheck"), SANITIZER_CASES (random cases per suite, 3),
 # SANITIZER_CONCURRENCY_SECONDS (how long the concurrency suite's threads run under
-# a sanitizer, 3), BENCH_ARGS (passed to bench/expert_gemm.py). The suites run side
-# by side in each step.
+# a sanitizer, 3), BENCH_ARGS (passed to bench/expert_gemm.py), PROFILE_ARGS (to
+# bench/kernel_profile.py). The suites run side by side in each step.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stage=$(pwd)/.gpu_gemm
@@ -104,6 +105,12 @@ step_sanitize() {
   done
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY|concurrent calls|test cases:|: exit" "$out/sanitize.log"
   if grep -q ": exit [^0]" "$out/sanitize.log"; then status=1; fi
+}
+
+step_profile() {
+  echo "== bench/kernel_profile.py (each kernel's time per call)"
+  PYTHONUNBUFFERED=1 MOEQ_LIBRARY="$build/libmoeq.so" PYTHONPATH="$root/bench" \
+    python3 "$root/bench/kernel_profile.py" ${PROFILE_ARGS:-} 2>&1 | tee "$out/profile.log" || status=1
 }
 
 step_bench() {
