@@ -11,7 +11,8 @@
 #   bench/gpu_gemm_check.sh            there, from the repository root, carrying .gpu_gemm
 #                                      and .whl (the bitsandbytes wheel)
 #
-# Environment: OUT (logs; default .gpu_gemm/out), JOBS (16), STEPS (default
+# Environment: STAGE (the staging folder, default .gpu_gemm; prepare and run alike),
+# OUT (logs; default $STAGE/out), JOBS (16), STEPS (default
 # "build test sanitize bench"), SANITIZER_TOOLS (default "memcheck racecheck
 # initcheck synccheck"), SANITIZER_CASES (random cases per suite, 3),
 # SANITIZER_CONCURRENCY_SECONDS (how long the concurrency suite's threads run under
@@ -19,11 +20,12 @@
 # bench/kernel_profile.py). The suites run side by side in each step.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-stage=$(pwd)/.gpu_gemm
+stage=${STAGE:-$(pwd)/.gpu_gemm}
 
 if [ "${1:-}" = prepare ]; then
   set -e
-  grep -qx '/.gpu_gemm/' .git/info/exclude 2>/dev/null || echo '/.gpu_gemm/' >> .git/info/exclude
+  grep -qxF '/.gpu_*/' "$(git rev-parse --git-common-dir)/info/exclude" 2>/dev/null ||
+    echo '/.gpu_*/' >> "$(git rev-parse --git-common-dir)/info/exclude"
   rm -rf "$stage" && mkdir -p "$stage/tree"
   git archive HEAD | tar -x -C "$stage/tree"
   git rev-parse HEAD > "$stage/commit"

@@ -8,7 +8,8 @@
 #   bench/gpu_quant_check.sh prepare   on the build machine: HEAD's snapshot built with
 #                                      CUDA (JOBS, default 2) in build-gpuq/, its binaries,
 #                                      scripts and the run-time libraries in .gpu_quant/
-#   bench/gpu_quant_check.sh           on the GPU machine (carry .gpu_quant and .whl)
+#   bench/gpu_quant_check.sh           on the GPU machine (carry .gpu_quant and .whl;
+#                                      SKIP_BENCH=1: tests and sanitizers only, no .whl)
 #
 # The snapshot keeps the run reproducible (one commit) while others edit the tree.
 set -euo pipefail
@@ -77,12 +78,15 @@ gpu_check() {
   echo "== test_cuda_quantize (MOEQ_LARGE_TESTS=1)"
   MOEQ_LARGE_TESTS=1 timeout 120 "$suite" -d > "$out/tests.log" 2>&1 || status=1
   grep -E "^[0-9.]+ s|test cases|assertions|Status|ERROR|FAILED" "$out/tests.log" | cut -c1-200  || true
-  echo "== bench/quant_tilings ($((SECONDS - start)) s in)"
-  timeout 120 "$carry/bin/quant_tilings" > "$out/tilings.log" 2>&1 || status=1
-  echo "== bench/quant.py ($((SECONDS - start)) s in)"
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
-  PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 timeout 120 python3 "$carry/bench/quant.py" "$carry/lib/libmoeq.so.0" \
-    > "$out/bench.log" 2>&1 || status=1
+  if [ -z "${SKIP_BENCH:-}" ]; then
+    echo "== bench/quant_tilings ($((SECONDS - start)) s in)"
+    timeout 120 "$carry/bin/quant_tilings" > "$out/tilings.log" 2>&1 || status=1
+    echo "== bench/quant.py ($((SECONDS - start)) s in)"
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl ||
+      status=1
+    PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 timeout 120 python3 "$carry/bench/quant.py" "$carry/lib/libmoeq.so.0" \
+      > "$out/bench.log" 2>&1 || status=1
+  fi
   # The four tools side by side (their cost is mostly on the host), on the quick subset.
   echo "== compute-sanitizer ($((SECONDS - start)) s in)"
   local sanitizer tool pids=()
