@@ -115,6 +115,27 @@ step_profile() {
     python3 "$root/bench/kernel_profile.py" ${PROFILE_ARGS:-} 2>&1 | tee "$out/profile.log" || status=1
 }
 
+# ncu over the Hopper GEMM's first forward and first backward launch (Qwen3 gate_up,
+# 8192 tokens): the full section set with per-instruction stall samples, as reports
+# and as text (details page, SASS with samples).
+step_ncu() {
+  echo "== ncu (wgmma_gemm_kernel, forward and backward)"
+  local ncu pass
+  ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  for pass in false true; do
+    MOEQ_LIBRARY="$build/libmoeq.so" PYTHONPATH="$root/bench" timeout 240 "$ncu" --clock-control none \
+      --kernel-name-base demangled --kernel-name "regex:wgmma_gemm_kernel<__nv_bfloat16, $pass>" \
+      --launch-count 1 --set full --import-source no -f -o "$out/wgmma_$pass" \
+      python3 "$root/bench/kernel_profile.py" --plain ${PROFILE_ARGS:-} >"$out/ncu_$pass.log" 2>&1 || status=1
+    "$ncu" -i "$out/wgmma_$pass.ncu-rep" --page details >"$out/ncu_details_$pass.txt" 2>&1
+    "$ncu" -i "$out/wgmma_$pass.ncu-rep" --page source --print-source sass --csv \
+      >"$out/ncu_sass_$pass.csv" 2>&1
+    tail -3 "$out/ncu_$pass.log"
+    grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|No Eligible|Eligible Warps|L2 Hit|Registers Per" \
+      "$out/ncu_details_$pass.txt" | head -20
+  done
+}
+
 step_bench() {
   echo "== bench/expert_gemm.py"
   if ls .whl/bitsandbytes-*.whl >/dev/null 2>&1; then

@@ -3,7 +3,7 @@ of the forward, the backward and the whole layer (torch.profiler, which records 
 kernel of the process through CUPTI, moeq's included), on bench/expert_gemm.py's shapes
 and inputs. Runs on a GPU machine; MOEQ_LIBRARY names libmoeq.so.
 
-    python3 bench/kernel_profile.py [--shape qwen3-30b-a3b] [--tokens 8192] [--reps 10]
+    python3 bench/kernel_profile.py [--shape qwen3-30b-a3b] [--tokens 8192] [--reps 10] [--plain]
 """
 
 import argparse
@@ -50,6 +50,8 @@ def main():
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--library", default=None)
+    parser.add_argument("--plain", action="store_true",
+                        help="call each op twice without torch.profiler (for ncu, which also needs CUPTI)")
     args = parser.parse_args()
 
     lib = mq.load_library(args.library)
@@ -61,6 +63,13 @@ def main():
                    for which, (k, n) in (("gate_up", (hidden, 2 * inter)), ("down", (inter, hidden)))}
     print(lib.moeq_build_info().decode(), "|", torch.cuda.get_device_name(), "|", args.shape,
           args.tokens, "tokens, rank", args.rank)
+    if args.plain:
+        for call in (projections["gate_up"].moeq_forward, projections["gate_up"].moeq_backward,
+                     projections["down"].moeq_forward, projections["down"].moeq_backward):
+            call()
+            call()
+        torch.cuda.synchronize()
+        return
     for which, proj in projections.items():
         print_breakdown(f"{which} forward", kernel_times_us(proj.moeq_forward, args.reps))
         print_breakdown(f"{which} backward", kernel_times_us(proj.moeq_backward, args.reps))
