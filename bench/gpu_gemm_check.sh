@@ -122,9 +122,9 @@ step_ncu() {
   echo "== ncu (wgmma_gemm_kernel, forward and backward)"
   local ncu pass
   ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-  for pass in false true; do
+  for pass in 0 1; do  # the kernel's kTransposed, demangled as (bool)0 / (bool)1
     MOEQ_LIBRARY="$build/libmoeq.so" PYTHONPATH="$root/bench" timeout 240 "$ncu" --clock-control none \
-      --kernel-name-base demangled --kernel-name "regex:wgmma_gemm_kernel<__nv_bfloat16, $pass>" \
+      --kernel-name-base demangled --kernel-name "regex:wgmma_gemm_kernel<__nv_bfloat16, .bool.$pass>" \
       --launch-count 1 --set full --import-source no -f -o "$out/wgmma_$pass" \
       python3 "$root/bench/kernel_profile.py" --plain ${PROFILE_ARGS:-} >"$out/ncu_$pass.log" 2>&1 || status=1
     "$ncu" -i "$out/wgmma_$pass.ncu-rep" --page details >"$out/ncu_details_$pass.txt" 2>&1
