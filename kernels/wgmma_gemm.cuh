@@ -121,6 +121,13 @@ __device__ __forceinline__ TileWork tile_work(const WgmmaGemmParams& p, int64_t 
 
 namespace GMMA = cute::SM90::GMMA;
 
+// The block's running count of ring stages over all its tiles, in 32 bits: slot and
+// phase depend only on its low bits, so wrapping around keeps them right (2^32 is a
+// multiple of 2 * kWgmmaStages), and the per-step arithmetic stays 32-bit.
+using StageCount = uint32_t;
+__device__ __forceinline__ int stage_slot(StageCount count) { return static_cast<int>(count % kWgmmaStages); }
+__device__ __forceinline__ uint32_t stage_phase(StageCount count) { return (count / kWgmmaStages) & 1u; }
+
 template <class Element, int kTokens>
 struct Mma;
 template <>
@@ -352,7 +359,7 @@ __device__ __forceinline__ void consumer_sync() { cutlass::arch::NamedBarrier::s
 template <bool kTransposed>
 __device__ __forceinline__ void produce(const CUtensorMap& x_map, const CUtensorMap& w_map,
                                         const WgmmaGemmParams& p, WgmmaGemmSmem& smem, const TileWork& work,
-                                        int64_t steps, int64_t& counter) {
+                                        int64_t steps, StageCount& counter) {
   using Barrier = cutlass::arch::ClusterTransactionBarrier;
   using Chunks = StageChunks<kTransposed>;
   const int lane = threadIdx.x % 32;
@@ -360,10 +367,10 @@ __device__ __forceinline__ void produce(const CUtensorMap& x_map, const CUtensor
   const int32_t expert = work.expert;
   const int64_t row0 = work.row0, feature0 = work.feature0;
   for (int64_t step = 0; step < steps; ++step, ++counter) {
-    // `counter` counts the block's stages over all its tiles: slot and phase.
-    const int slot = static_cast<int>(counter % kWgmmaStages);
-    if (counter >= kWgmmaStages)
-      Barrier::wait(&smem.empty[slot], static_cast<uint32_t>((counter / kWgmmaStages - 1) & 1));
+    // The slot's previous use must be released. A fresh barrier counts as having
+    // completed the phase before its first, so the first round passes at once.
+    const int slot = stage_slot(counter);
+    Barrier::wait(&smem.empty[slot], stage_phase(counter) ^ 1u);
     const int64_t k0 = step * kWgmmaDepth;
     if (lane == 0) {
       // Announced before this lane's arrival, so the phase cannot end without the bytes.
@@ -444,7 +451,7 @@ __device__ __forceinline__ void store_tile(const WgmmaGemmParams& p, const float
 // The consumer warpgroups: k steps over the ring, then LoRA's rank steps, then y.
 template <class Element, bool kTransposed, bool kNested, int kTokens>
 __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem& smem, const float* code,
-                                        const TileWork& work, int64_t steps, int64_t counter) {
+                                        const TileWork& work, int64_t steps, StageCount counter) {
   using Barrier = cutlass::arch::ClusterTransactionBarrier;
   const int32_t expert = work.expert;
   const int64_t row0 = work.row0, row_end = work.row_end, feature0 = work.feature0;
@@ -460,8 +467,9 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
   // Waits for step `step`'s stage and dequantizes its weight into `a`.
   // Stage `step` of this tile is the block's stage counter + step (slot and phase).
   auto dequantize_step = [&](int64_t step, uint32_t(&a)[4][4]) {
-    const int slot = static_cast<int>((counter + step) % kWgmmaStages);
-    Barrier::wait(&smem.full[slot], static_cast<uint32_t>(((counter + step) / kWgmmaStages) & 1));
+    const StageCount stage = counter + static_cast<StageCount>(step);
+    const int slot = stage_slot(stage);
+    Barrier::wait(&smem.full[slot], stage_phase(stage));
     const int64_t k0 = step * kWgmmaDepth;
     // Tile (row, chunk) of the stage at weight position (D1, D2).
     auto absmax = [&](int index, int tile_row, int chunk) {
@@ -473,7 +481,7 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
                               std::integral_constant<bool, kTransposed>{});
   };
   auto issue_step = [&](int64_t step, const uint32_t(&a)[4][4]) {
-    const uint64_t tile = swizzled_tile_descriptor(smem.x[(counter + step) % kWgmmaStages]);
+    const uint64_t tile = swizzled_tile_descriptor(smem.x[stage_slot(counter + static_cast<StageCount>(step))]);
     fence_accumulators(acc);
     cute::warpgroup_arrive();
 #pragma unroll
@@ -481,7 +489,9 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
     cute::warpgroup_commit_batch();
   };
   // Every thread releases its own reads of the stage (the products of `step` are done).
-  auto release_step = [&](int64_t step) { Barrier::arrive(&smem.empty[(counter + step) % kWgmmaStages]); };
+  auto release_step = [&](int64_t step) {
+    Barrier::arrive(&smem.empty[stage_slot(counter + static_cast<StageCount>(step))]);
+  };
 
   // The first 64 ranks of s x A^T go to shared memory while the first stages land;
   // the last tile's LoRA products are done with it (both warpgroups).
@@ -536,8 +546,11 @@ wgmma_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_consta
 #if MOEQ_WGMMA_DEVICE
   using namespace wgmma_detail;
   extern __shared__ uint8_t smem_bytes[];
-  WgmmaGemmSmem& smem = *reinterpret_cast<WgmmaGemmSmem*>(
-      (reinterpret_cast<uintptr_t>(smem_bytes) + 1023) & ~uintptr_t{1023});
+  // Aligned by an offset from the shared array itself (not through an integer), so
+  // the compiler still knows every access is to shared memory and emits LDS/STS;
+  // through a generic pointer they were LD/ST on the long scoreboard.
+  const uint32_t misalignment = static_cast<uint32_t>(__cvta_generic_to_shared(smem_bytes)) & 1023u;
+  WgmmaGemmSmem& smem = *reinterpret_cast<WgmmaGemmSmem*>(smem_bytes + ((1024u - misalignment) & 1023u));
 
   const int64_t tiles = static_cast<int64_t>(p.schedule.tile_prefix[p.schedule.experts]) * p.feature_tiles;
   const int64_t steps = (p.depth + kWgmmaDepth - 1) / kWgmmaDepth;
@@ -556,7 +569,7 @@ wgmma_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_consta
   __syncthreads();
 
   // Producer and consumers walk the same tiles and count the same stages.
-  int64_t counter = 0;
+  StageCount counter = 0;
   if (threadIdx.x >= kWgmmaConsumerThreads) {
     cutlass::arch::warpgroup_reg_dealloc<56>();
     if (threadIdx.x >= kWgmmaConsumerThreads + 32) return;
@@ -565,7 +578,7 @@ wgmma_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_consta
     return;
   }
   cutlass::arch::warpgroup_reg_alloc<224>();
-  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x, counter += steps) {
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x, counter += static_cast<StageCount>(steps)) {
     const TileWork work = tile_work(p, tile);
     // Uniform branches: the nested decode and the token width are compiled out of
     // the loops that do not need them (predicated code still takes issue slots).
