@@ -41,7 +41,10 @@ constexpr int kWgmmaDepth = 64;      // K per step: one 128-byte swizzle row of 
 constexpr int kWgmmaStages = 4;
 constexpr int kWgmmaConsumerThreads = 256;
 // A third warpgroup produces (one warp of it works): register budgets move by
-// warpgroup (setmaxnreg), so the consumers get 232 registers and the producers 40.
+// warpgroup (setmaxnreg), so the consumers get 232 registers and the producers 40;
+// ptxas needs that room to keep two fragment sets beside the accumulators without
+// serializing wgmma (288 threads would cap every thread at 168: 3 warps on one
+// sub-partition's register file).
 constexpr int kWgmmaThreads = kWgmmaConsumerThreads + 128;
 // Epilogue staging rows: 64 features of 2 bytes plus 16 bytes, so the fragment
 // stores of a warp fall in distinct banks.
@@ -163,6 +166,13 @@ __device__ __forceinline__ void fence_accumulators(float (&acc)[128]) {
   for (int i = 0; i < 128; ++i) cute::warpgroup_fence_operand(acc[i]);
 }
 
+// Keeps the compiler from moving reads or writes of a fragment set across this
+// point: wgmma reads the set asynchronously until its wait.
+__device__ __forceinline__ void fence_fragments(uint32_t (&a)[4]) {
+#pragma unroll
+  for (int r = 0; r < 4; ++r) cute::warpgroup_fence_operand(a[r]);
+}
+
 // Descriptor of a [rows][64] 16-bit tile in 128-byte swizzled rows, K-major:
 // 8-row groups 1024 bytes apart. Each k16 step starts 32 bytes further.
 __device__ __forceinline__ uint64_t swizzled_tile_descriptor(const void* tile) {
@@ -243,31 +253,27 @@ __device__ __forceinline__ uint32_t gather_bytes(uint32_t w0, uint32_t w1, uint3
   return __byte_perm(__byte_perm(w0, w1, select), __byte_perm(w2, w3, select), 0x5410);
 }
 
-// The A fragments of one 64-deep step for the warp's feature rows `row` and
-// `row + 8`: a[j] is k16 step j (register 0: row, depth 2t..2t+1; 1: row + 8;
-// 2: row, depth 2t+8..2t+9; 3: row + 8, depth 2t+8..), t = lane % 4.
+// The A fragment of k16 step `j` of a 64-deep step for the warp's feature rows
+// `row` and `row + 8` (register 0: row, depth 16j + 2t..2t+1; 1: row + 8; 2: row,
+// depth 16j + 2t+8..2t+9; 3: row + 8, depth 16j + 2t+8..), t = lane % 4. One k16
+// step at a time lets a warpgroup dequantize the next one while the products of
+// this one run, with two 4-register fragment sets (more does not fit beside the
+// accumulators: ptxas then serializes wgmma).
 // Not transposed: byte 8j + t of a feature row holds depth 16j + 2t, 2t+1 and byte
-// 8j + 4 + t holds depth 16j + 2t + 8, 2t + 9, so byte t of word w serves step w / 2.
+// 8j + 4 + t holds depth 16j + 2t + 8, 2t + 9: byte t of words 2j and 2j + 1.
 template <class Element, class Absmax>
-__device__ __forceinline__ void weight_fragments(const uint8_t* packed, const Absmax& absmax, int row,
-                                                 const uint8_t* code, uint32_t (&a)[4][4], std::false_type) {
+__device__ __forceinline__ void weight_fragment(const uint8_t* packed, const Absmax& absmax, int row, int j,
+                                                const uint8_t* code, uint32_t (&a)[4], std::false_type) {
   const int t = threadIdx.x % 4;
+  const uint32_t select = static_cast<uint32_t>(t | (t + 4) << 4);
 #pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const uint4* source = reinterpret_cast<const uint4*>(packed + (row + 8 * half) * (kWgmmaDepth / 2));
-    const uint4 first = source[0], second = source[1];
-    const float scale[2] = {absmax((row + 8 * half) * 2, row + 8 * half, 0),
-                            absmax((row + 8 * half) * 2 + 1, row + 8 * half, 1)};
-    // Bytes of words 0-3 (steps 0, 1: chunk 0) and 4-7 (steps 2, 3: chunk 1).
-    const uint32_t gathered[2] = {gather_bytes(first.x, first.y, first.z, first.w, t),
-                                  gather_bytes(second.x, second.y, second.z, second.w, t)};
+  for (int half = 0; half < 2; ++half) {  // feature rows row, row + 8
+    const uint2 words = reinterpret_cast<const uint2*>(packed + (row + 8 * half) * (kWgmmaDepth / 2))[j];
+    const float scale = absmax((row + 8 * half) * 2 + j / 2, row + 8 * half, j / 2);
+    const uint32_t gathered = __byte_perm(words.x, words.y, select);  // bytes 0, 1: depth 2t.., 2t+8..
+    const uint32_t high = high_nibble_offsets(gathered), low = low_nibble_offsets(gathered);
 #pragma unroll
-    for (int chunk = 0; chunk < 2; ++chunk) {
-      const uint32_t high = high_nibble_offsets(gathered[chunk]), low = low_nibble_offsets(gathered[chunk]);
-#pragma unroll
-      for (int k = 0; k < 4; ++k)  // word 4 * chunk + k: step 2 * chunk + k / 2, register half + 2 (k % 2)
-        a[2 * chunk + k / 2][half + 2 * (k % 2)] = dequantized_pair<Element>(high, low, k, scale[chunk], code);
-    }
+    for (int k = 0; k < 2; ++k) a[half + 2 * k] = dequantized_pair<Element>(high, low, k, scale, code);
   }
 }
 
@@ -275,8 +281,8 @@ __device__ __forceinline__ void weight_fragments(const uint8_t* packed, const Ab
 // depth row, and row + 8 lies 4 bytes further in the same word pair; both share
 // the 32-feature chunk row / 32, so each depth row has one absmax for the fragment.
 template <class Element, class Absmax>
-__device__ __forceinline__ void weight_fragments(const uint8_t* packed, const Absmax& absmax, int row,
-                                                 const uint8_t* code, uint32_t (&a)[4][4], std::true_type) {
+__device__ __forceinline__ void weight_fragment(const uint8_t* packed, const Absmax& absmax, int row, int j,
+                                                const uint8_t* code, uint32_t (&a)[4], std::true_type) {
   using Chunks = StageChunks<true>;
   const int t = threadIdx.x % 4;
   const bool high_nibble = row % 2 == 0;
@@ -287,23 +293,20 @@ __device__ __forceinline__ void weight_fragments(const uint8_t* packed, const Ab
   auto value = [&](uint32_t word_offsets, float scale) {
     return *reinterpret_cast<const float*>(code + __byte_perm(word_offsets, 0, 0x4440 | byte)) * scale;
   };
+  float low[2][2], high[2][2];  // [depth pair member][feature row, row + 8], depths 2t.. and 2t+8..
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    float low[2][2], high[2][2];  // [depth pair member][feature row, row + 8], depths 2t.. and 2t+8..
-#pragma unroll
-    for (int member = 0; member < 4; ++member) {
-      const int depth = 16 * j + 2 * t + (member % 2) + 8 * (member / 2);
-      const uint2 words = reinterpret_cast<const uint2*>(packed + depth * Chunks::kRowBytes)[word_pair];
-      const float scale = absmax(depth * Chunks::kChunksPerRow + chunk, depth, chunk);
-      float* target = member / 2 == 0 ? low[member % 2] : high[member % 2];
-      target[0] = value(offsets(words.x), scale);
-      target[1] = value(offsets(words.y), scale);
-    }
-    a[j][0] = round_pair<Element>(low[0][0], low[1][0]);
-    a[j][1] = round_pair<Element>(low[0][1], low[1][1]);
-    a[j][2] = round_pair<Element>(high[0][0], high[1][0]);
-    a[j][3] = round_pair<Element>(high[0][1], high[1][1]);
+  for (int member = 0; member < 4; ++member) {
+    const int depth = 16 * j + 2 * t + (member % 2) + 8 * (member / 2);
+    const uint2 words = reinterpret_cast<const uint2*>(packed + depth * Chunks::kRowBytes)[word_pair];
+    const float scale = absmax(depth * Chunks::kChunksPerRow + chunk, depth, chunk);
+    float* target = member / 2 == 0 ? low[member % 2] : high[member % 2];
+    target[0] = value(offsets(words.x), scale);
+    target[1] = value(offsets(words.y), scale);
   }
+  a[0] = round_pair<Element>(low[0][0], low[1][0]);
+  a[1] = round_pair<Element>(low[0][1], low[1][1]);
+  a[2] = round_pair<Element>(high[0][0], high[1][0]);
+  a[3] = round_pair<Element>(high[0][1], high[1][1]);
 }
 
 // The A fragment of LoRA's B factor, features (feature, feature + 8) x ranks j0 + 2t ...
@@ -464,12 +467,13 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
   const StageAbsmax<kNested> decode{&p.weight, smem.nested_code, p.weight.nested ? __ldg(p.weight.nested_offset) : 0.0f,
                            expert};
 
-  // Waits for step `step`'s stage and dequantizes its weight into `a`.
-  // Stage `step` of this tile is the block's stage counter + step (slot and phase).
-  auto dequantize_step = [&](int64_t step, uint32_t(&a)[4][4]) {
+  // Dequantizes k16 step `j` of step `step` into `a`; k16 step 0 first waits for
+  // the step's stage. Stage `step` of this tile is the block's stage counter + step
+  // (slot and phase).
+  auto dequantize_k16 = [&](int64_t step, int j, uint32_t(&a)[4]) {
     const StageCount stage = counter + static_cast<StageCount>(step);
     const int slot = stage_slot(stage);
-    Barrier::wait(&smem.full[slot], stage_phase(stage));
+    if (j == 0) Barrier::wait(&smem.full[slot], stage_phase(stage));
     const int64_t k0 = step * kWgmmaDepth;
     // Tile (row, chunk) of the stage at weight position (D1, D2).
     auto absmax = [&](int index, int tile_row, int chunk) {
@@ -477,15 +481,15 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
       const int64_t d2 = (kTransposed ? feature0 : k0) + chunk * kChunkElements;
       return decode(smem.absmax[slot], smem.codes[slot], index, d1, d2);
     };
-    weight_fragments<Element>(smem.packed[slot], absmax, row, reinterpret_cast<const uint8_t*>(code), a,
-                              std::integral_constant<bool, kTransposed>{});
+    weight_fragment<Element>(smem.packed[slot], absmax, row, j, reinterpret_cast<const uint8_t*>(code), a,
+                             std::integral_constant<bool, kTransposed>{});
   };
-  auto issue_step = [&](int64_t step, const uint32_t(&a)[4][4]) {
+  // Issues the product of k16 step `j` of step `step` as one commit group.
+  auto issue_k16 = [&](int64_t step, int j, const uint32_t(&a)[4]) {
     const uint64_t tile = swizzled_tile_descriptor(smem.x[stage_slot(counter + static_cast<StageCount>(step))]);
     fence_accumulators(acc);
     cute::warpgroup_arrive();
-#pragma unroll
-    for (int j = 0; j < 4; ++j) mma<Element, kTokens>(a[j], tile + 2 * j, acc);
+    mma<Element, kTokens>(a, tile + 2 * j, acc);
     cute::warpgroup_commit_batch();
   };
   // Every thread releases its own reads of the stage (the products of `step` are done).
@@ -500,18 +504,29 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
     fill_lora_tile<Element>(p, smem.lora, row0, row_end, 0);
   }
 
-  // One fragment set: the other warpgroup's products run while this one
-  // dequantizes (two sets measured no faster on the H200 and cost registers).
+  // Software-pipelined by k16 steps with two fragment sets: the next k16 step is
+  // dequantized while the product of this one runs, and waiting for the previous
+  // one (wait<1>) frees the set it read (after a step's last, also its stage).
+  uint32_t even[4], odd[4];
+  auto pipelined = [&](int64_t step, int j, uint32_t(&current)[4], uint32_t(&next)[4]) {
+    fence_fragments(current);
+    issue_k16(step, j, current);
+    cute::warpgroup_wait<1>();
+    if (j == 0 && step > 0) release_step(step - 1);
+    fence_fragments(next);
+    if (j < 3) dequantize_k16(step, j + 1, next);
+    else if (step + 1 < steps) dequantize_k16(step + 1, 0, next);
+  };
+  dequantize_k16(0, 0, even);
   for (int64_t step = 0; step < steps; ++step) {
-    uint32_t a[4][4];
-    dequantize_step(step, a);
-    issue_step(step, a);
-    cute::warpgroup_wait<0>();
-    fence_accumulators(acc);
-    release_step(step);
+    pipelined(step, 0, even, odd);
+    pipelined(step, 1, odd, even);
+    pipelined(step, 2, even, odd);
+    pipelined(step, 3, odd, even);
   }
   cute::warpgroup_wait<0>();
   fence_accumulators(acc);
+  release_step(steps - 1);
 
   for (int64_t j0 = 0; j0 < p.rank; j0 += kWgmmaDepth) {
     if (j0 > 0) {
@@ -571,13 +586,13 @@ wgmma_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_consta
   // Producer and consumers walk the same tiles and count the same stages.
   StageCount counter = 0;
   if (threadIdx.x >= kWgmmaConsumerThreads) {
-    cutlass::arch::warpgroup_reg_dealloc<56>();
+    cutlass::arch::warpgroup_reg_dealloc<40>();
     if (threadIdx.x >= kWgmmaConsumerThreads + 32) return;
     for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x)
       produce<kTransposed>(x_map, w_map, p, smem, tile_work(p, tile), steps, counter);
     return;
   }
-  cutlass::arch::warpgroup_reg_alloc<224>();
+  cutlass::arch::warpgroup_reg_alloc<232>();
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x, counter += static_cast<StageCount>(steps)) {
     const TileWork work = tile_work(p, tile);
     // Uniform branches: the nested decode and the token width are compiled out of
