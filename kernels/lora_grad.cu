@@ -1,6 +1,10 @@
 // Instantiations of the LoRA gradient reductions (dA: strided left operand,
-// dB: strided right operand) for every activation dtype.
+// dB: strided right operand) for every activation dtype: the bandwidth kernel
+// (lora_rows_grad.cuh) where it serves, else the tiled reduction.
 #include "expert_gemm_launch.cuh"
+#include "lora_rows_grad.cuh"
+
+#include <type_traits>
 
 namespace moeq::cuda {
 namespace {
@@ -24,6 +28,13 @@ void launch_lora_grad(ScalarType activation, bool left_strided, const LoraGradPa
                       cudaStream_t stream) {
   dispatch_scalar(activation, [&](auto tag) {
     using Activation = decltype(tag);
+    if constexpr (!std::is_same_v<Activation, float>) {
+      if (lora_rows_grad_serves(activation, left_strided, params)) {
+        if (left_strided) launch_lora_rows_grad<Activation, false>(params, stream);
+        else launch_lora_rows_grad<Activation, true>(params, stream);
+        return;
+      }
+    }
     if (left_strided) launch_for<Activation, true>(params, stream);
     else launch_for<Activation, false>(params, stream);
   });
