@@ -16,7 +16,8 @@
 # "build test sanitize bench"), SANITIZER_TOOLS (default "memcheck racecheck
 # initcheck synccheck"), SANITIZER_CASES (random cases per suite, 3),
 # SANITIZER_CONCURRENCY_SECONDS (how long the concurrency suite's threads run under
-# a sanitizer, 3), BENCH_ARGS (passed to bench/expert_gemm.py), PROFILE_ARGS (to
+# a sanitizer, 3; racecheck 1), SANITIZER_TIMEOUT (per run, 240 s; racecheck +180),
+# BENCH_ARGS (passed to bench/expert_gemm.py), PROFILE_ARGS (to
 # bench/kernel_profile.py). The suites run side by side in each step.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -88,11 +89,17 @@ step_sanitize() {
     "${SANITIZER_CONCURRENCY_SECONDS:-3} s of concurrent calls), every tool and suite side by side"
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   tools=${SANITIZER_TOOLS:-memcheck racecheck initcheck synccheck}
-  # 3 s of concurrent calls: under racecheck 1 s gave each thread a single call.
+  # 3 s of concurrent calls (1 s once gave each thread a single call under racecheck).
+  # racecheck looks for shared-memory hazards inside a block, not between streams, so a
+  # single call per thread serves it: it gets 1 s and more time, as at d47befc its
+  # concurrency run passed 240 s (it tracks every shared access of the new kernels).
+  local seconds limit
   for tool in $tools; do
+    seconds=${SANITIZER_CONCURRENCY_SECONDS:-3} limit=${SANITIZER_TIMEOUT:-240}
+    [ "$tool" = racecheck ] && seconds=1 limit=$((limit + 180))
     for suite in "${suites[@]}"; do
       ( MOEQ_GEMM_TEST_CASES=${SANITIZER_CASES:-3} \
-        MOEQ_CONCURRENCY_SECONDS=${SANITIZER_CONCURRENCY_SECONDS:-3} timeout 240 "$sanitizer" \
+        MOEQ_CONCURRENCY_SECONDS=$seconds timeout "$limit" "$sanitizer" \
           --tool "$tool" --error-exitcode 3 "$build/tests/$suite" -tce="$memory_test" \
           >"$out/$tool-$suite.log" 2>&1
         echo "$tool $suite: exit $?" >>"$out/$tool-$suite.log" ) &
