@@ -33,17 +33,12 @@ struct DequantizeTiling {
   static_assert(kThreads >= MOEQ_NESTED_CODE_SIZE, "one thread per entry of the nested map");
 };
 
+// The kernel's arguments: the problem's own buffers (QuantizedBuffers, read only)
+// and what the launch derives from them.
 template <class T>
 struct DequantizeArgs {
-  const uint8_t* packed;
-  const float* absmax;          // plain
-  const uint8_t* absmax_codes;  // nested
-  const float* nested_absmax;
-  const float* nested_code;
-  const float* nested_offset;
-  int64_t numel;
+  QuantizedBuffers in;
   int32_t log2_blocksize;
-  Format format;
   bool vectorized;  // packed 4-byte and output 16-byte aligned
   T* output;
 };
@@ -68,25 +63,25 @@ __device__ __forceinline__ DequantizeLoads<Tiling::kRows> load_tile(const Dequan
   for (int r = 0; r < Tiling::kRows; ++r) {
     const int64_t vector = first_vector + r * Tiling::kThreads;
     if constexpr (Whole) {
-      loads.words[r] = __ldcs(reinterpret_cast<const unsigned int*>(args.packed) + vector);
+      loads.words[r] = __ldcs(reinterpret_cast<const unsigned int*>(args.in.packed) + vector);
     } else {
-      const int64_t packed_bytes = (args.numel + 1) / 2;
+      const int64_t packed_bytes = (args.in.numel + 1) / 2;
       loads.words[r] = 0;
 #pragma unroll
       for (int b = 0; b < 4; ++b)
-        if (4 * vector + b < packed_bytes) loads.words[r] |= uint32_t{args.packed[4 * vector + b]} << (8 * b);
+        if (4 * vector + b < packed_bytes) loads.words[r] |= uint32_t{args.in.packed[4 * vector + b]} << (8 * b);
     }
   }
 #pragma unroll
   for (int r = 0; r < Tiling::kRows; ++r) {
     const int64_t first = (first_vector + r * Tiling::kThreads) * kVectorElements;
-    const int64_t block = (Whole ? first : min(first, args.numel - 1)) >> args.log2_blocksize;
+    const int64_t block = (Whole ? first : min(first, args.in.numel - 1)) >> args.log2_blocksize;
     if constexpr (Nested) {
-      loads.absmax_codes[r] = __ldg(args.absmax_codes + block);
-      loads.scales[r] = __ldg(args.nested_absmax + block / MOEQ_NESTED_BLOCKSIZE);
+      loads.absmax_codes[r] = __ldg(args.in.absmax_codes + block);
+      loads.scales[r] = __ldg(args.in.nested_absmax + block / MOEQ_NESTED_BLOCKSIZE);
     } else {
       loads.absmax_codes[r] = 0;
-      loads.scales[r] = __ldg(args.absmax + block);
+      loads.scales[r] = __ldg(args.in.absmax + block);
     }
   }
   return loads;
@@ -101,7 +96,7 @@ __device__ __forceinline__ void store_tile(const DequantizeArgs<T>& args, int64_
   for (int r = 0; r < Tiling::kRows; ++r) {
     const int64_t first =
         (tile * Tiling::kTileVectors + r * Tiling::kThreads + threadIdx.x) * kVectorElements;
-    if (!Whole && first >= args.numel) continue;
+    if (!Whole && first >= args.in.numel) continue;
     // Two roundings (multiply, then add), as the CPU backend and bitsandbytes do.
     const float absmax =
         Nested ? __fadd_rn(__fmul_rn(nested_values[loads.absmax_codes[r]], loads.scales[r]), offset)
@@ -112,7 +107,7 @@ __device__ __forceinline__ void store_tile(const DequantizeArgs<T>& args, int64_
       values[j] = __fmul_rn(code_values[(loads.words[r] >> nibble_shift(j)) & 15u], absmax);
     const RawVector<T> raw = from_floats<T>(values);
     if constexpr (Whole) store_vector<Tiling::kStore>(args.output + first, raw);
-    else store_vector_guarded(args.output + first, raw, args.numel - first);
+    else store_vector_guarded(args.output + first, raw, args.in.numel - first);
   }
 }
 
@@ -121,15 +116,15 @@ __global__ void __launch_bounds__(Tiling::kThreads, Tiling::kMinCtas)
     dequantize_kernel(const DequantizeArgs<T> args) {
   __shared__ float code_values[16];
   __shared__ float nested_values[MOEQ_NESTED_CODE_SIZE];
-  if (threadIdx.x < 16) code_values[threadIdx.x] = code_value(args.format, threadIdx.x);
+  if (threadIdx.x < 16) code_values[threadIdx.x] = code_value(args.in.format, threadIdx.x);
   if (Nested && threadIdx.x < MOEQ_NESTED_CODE_SIZE)
-    nested_values[threadIdx.x] = args.nested_code[threadIdx.x];
-  const float offset = Nested ? args.nested_offset[0] : 0.0f;
+    nested_values[threadIdx.x] = args.in.nested_code[threadIdx.x];
+  const float offset = Nested ? args.in.nested_offset[0] : 0.0f;
   __syncthreads();
 
   constexpr int64_t kTileElements = Tiling::kTileVectors * kVectorElements;
-  const int64_t tiles = (args.numel + kTileElements - 1) / kTileElements;
-  const int64_t whole_tiles = args.vectorized ? args.numel / kTileElements : 0;
+  const int64_t tiles = (args.in.numel + kTileElements - 1) / kTileElements;
+  const int64_t whole_tiles = args.vectorized ? args.in.numel / kTileElements : 0;
   int64_t tile = blockIdx.x;
   if constexpr (Tiling::kPrefetch) {
     if (tile < whole_tiles) {
@@ -156,15 +151,8 @@ template <class T>
 DequantizeArgs<T> dequantize_args(const DequantizeProblem& problem) {
   const QuantizedBuffers& in = problem.in;
   DequantizeArgs<T> args{};
-  args.packed = in.packed;
-  args.absmax = in.absmax;
-  args.absmax_codes = in.absmax_codes;
-  args.nested_absmax = in.nested_absmax;
-  args.nested_code = in.nested_code;
-  args.nested_offset = in.nested_offset;
-  args.numel = in.numel;
+  args.in = in;
   args.log2_blocksize = __builtin_ctzll(static_cast<unsigned long long>(in.blocksize));
-  args.format = in.format;
   args.vectorized = is_aligned(in.packed, 4) && is_aligned(problem.output, 16);
   args.output = static_cast<T*>(problem.output);
   return args;
