@@ -10,6 +10,7 @@
 
 #if MOEQ_WITH_CUDA
 
+#include "support/expert_gemm_backward_case.hpp"
 #include "test_cuda_expert_gemm_common.hpp"
 
 #include <chrono>
@@ -146,29 +147,6 @@ int64_t bfloat16_row(const HostTensor& matrix, int64_t row, int64_t cols, double
   return not_finite;
 }
 
-// x_m A_e^T and dY_m B_e of one row, with the bound sum |terms| of each element.
-void project_x(const ExpertGemmInputs& in, int64_t e, const double* x, double* value,
-               double* bound) {
-  for (int64_t j = 0; j < kRank; ++j) {
-    value[j] = bound[j] = 0.0;
-    for (int64_t k = 0; k < kInFeatures; ++k) {
-      value[j] += x[k] * in.a(e, j, k);
-      bound[j] += std::fabs(x[k] * in.a(e, j, k));
-    }
-  }
-}
-
-void project_grad_y(const ExpertGemmInputs& in, int64_t e, const double* grad_y, double* value,
-                    double* bound) {
-  std::fill(value, value + kRank, 0.0);
-  std::fill(bound, bound + kRank, 0.0);
-  for (int64_t n = 0; n < kOutFeatures; ++n)
-    for (int64_t j = 0; j < kRank; ++j) {
-      value[j] += grad_y[n] * in.b(e, n, j);
-      bound[j] += std::fabs(grad_y[n] * in.b(e, n, j));
-    }
-}
-
 // References over every routed row: x A^T [routed, r] and the LoRA gradients, with
 // grad_y = the y the GPU wrote; and the routed elements of y and grad_x not finite.
 struct FullReferences {
@@ -179,7 +157,6 @@ struct FullReferences {
 FullReferences full_references(const ExpertGemmInputs& in, const LargeRun& run,
                                const LargeOutputs& out) {
   const int64_t E = in.spec.experts(), K = kInFeatures, N = kOutFeatures, R = kRank;
-  const double s = in.spec.lora_scale;
   FullReferences full;
   full.x_lora_a.resize(static_cast<size_t>(in.spec.routed_rows() * R));
   std::vector<FullReferences> partial(static_cast<size_t>(worker_count()));
@@ -191,29 +168,18 @@ FullReferences full_references(const ExpertGemmInputs& in, const LargeRun& run,
     double projection[kRank], projection_bound[kRank], g[kRank], g_bound[kRank];
     for (int64_t m = begin; m < end; ++m) {
       const int64_t e = expert_of(in, m);
-      const double* x = &in.x_values[m * K];
       mine.y_not_finite += bfloat16_row(out.y, m, N, grad_y.data());
       mine.grad_x_not_finite += bfloat16_row(out.grad_x, m, K, grad_x.data());
-      project_x(in, e, x, &full.x_lora_a.value[m * R], &full.x_lora_a.bound[m * R]);
+      reference_x_lora_a_row(in, e, m, &full.x_lora_a.value[m * R], &full.x_lora_a.bound[m * R]);
       // The backward's x A^T: the one it was given, or its own (exact here).
       for (int64_t j = 0; j < R; ++j) {
         const bool given = run.backward_takes_x_lora_a;
         projection[j] = given ? out.x_lora_a.flat(m * R + j) : full.x_lora_a.value[m * R + j];
         projection_bound[j] = given ? std::fabs(projection[j]) : full.x_lora_a.bound[m * R + j];
       }
-      project_grad_y(in, e, grad_y.data(), g, g_bound);
-      for (int64_t j = 0; j < R; ++j)
-        for (int64_t k = 0; k < K; ++k) {
-          const size_t index = static_cast<size_t>((e * R + j) * K + k);
-          mine.grad_lora_a.value[index] += s * g[j] * x[k];
-          mine.grad_lora_a.bound[index] += std::fabs(s * x[k]) * g_bound[j];
-        }
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t j = 0; j < R; ++j) {
-          const size_t index = static_cast<size_t>((e * N + n) * R + j);
-          mine.grad_lora_b.value[index] += s * grad_y[n] * projection[j];
-          mine.grad_lora_b.bound[index] += std::fabs(s * grad_y[n]) * projection_bound[j];
-        }
+      reference_grad_y_lora_b_row(in, e, grad_y.data(), g, g_bound);
+      accumulate_lora_gradients_row(in, e, m, grad_y.data(), g, g_bound, projection, projection_bound,
+                                    mine.grad_lora_a, mine.grad_lora_b);
     }
   });
   full.grad_lora_a.resize(static_cast<size_t>(E * R * K));
@@ -258,7 +224,6 @@ SampledReferences sampled_references(const ExpertGemmInputs& in, const LargeOutp
                                      const std::vector<int64_t>& rows,
                                      const Reference& x_lora_a) {
   const int64_t K = kInFeatures, N = kOutFeatures, R = kRank;
-  const double s = in.spec.lora_scale;
   SampledReferences sampled;
   sampled.y.resize(rows.size() * N);
   sampled.grad_x.resize(rows.size() * K);
@@ -267,35 +232,12 @@ SampledReferences sampled_references(const ExpertGemmInputs& in, const LargeOutp
     double g[kRank], g_bound[kRank];
     for (int64_t i = begin; i < end; ++i) {
       const int64_t m = rows[i], e = expert_of(in, m);
-      const double* x = &in.x_values[m * K];
-      for (int64_t n = 0; n < N; ++n) {
-        double value = 0.0, bound = 0.0;
-        for (int64_t k = 0; k < K; ++k) {
-          value += x[k] * in.w(e, n, k);
-          bound += std::fabs(x[k] * in.w(e, n, k));
-        }
-        for (int64_t j = 0; j < R; ++j) {
-          value += s * x_lora_a.value[m * R + j] * in.b(e, n, j);
-          bound += std::fabs(s * in.b(e, n, j)) * x_lora_a.bound[m * R + j];
-        }
-        sampled.y.value[i * N + n] = value;
-        sampled.y.bound[i * N + n] = bound;
-      }
+      reference_y_row(in, e, m, &x_lora_a.value[m * R], &x_lora_a.bound[m * R], &sampled.y.value[i * N],
+                      &sampled.y.bound[i * N]);
       bfloat16_row(out.y, m, N, grad_y.data());
-      project_grad_y(in, e, grad_y.data(), g, g_bound);
-      for (int64_t k = 0; k < K; ++k) {
-        double value = 0.0, bound = 0.0;
-        for (int64_t n = 0; n < N; ++n) {
-          value += grad_y[n] * in.w(e, n, k);
-          bound += std::fabs(grad_y[n] * in.w(e, n, k));
-        }
-        for (int64_t j = 0; j < R; ++j) {
-          value += s * g[j] * in.a(e, j, k);
-          bound += std::fabs(s * in.a(e, j, k)) * g_bound[j];
-        }
-        sampled.grad_x.value[i * K + k] = value;
-        sampled.grad_x.bound[i * K + k] = bound;
-      }
+      reference_grad_y_lora_b_row(in, e, grad_y.data(), g, g_bound);
+      reference_grad_x_row(in, e, grad_y.data(), g, g_bound, &sampled.grad_x.value[i * K],
+                           &sampled.grad_x.bound[i * K]);
     }
   });
   return sampled;

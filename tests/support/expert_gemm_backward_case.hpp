@@ -58,6 +58,65 @@ inline moeq_expert_gemm_grad_args request_args(ExpertGemmInputs& in, BackwardTen
   return args;
 }
 
+// One routed row m (of expert e) of the backward, given that row of dY (grad_y[n]):
+// g_m = dY_m B_e [r] with its bounds.
+inline void reference_grad_y_lora_b_row(const ExpertGemmInputs& in, int64_t e, const double* grad_y,
+                                        double* value, double* bound) {
+  const ExpertGemmCase& c = in.spec;
+  for (int64_t j = 0; j < c.rank; ++j) {
+    value[j] = bound[j] = 0.0;
+    for (int64_t n = 0; n < c.out_features; ++n) {
+      const double term = grad_y[n] * in.b(e, n, j);
+      value[j] += term;
+      bound[j] += std::fabs(term);
+    }
+  }
+}
+
+// grad_x_m = dY_m W_e + s g_m A_e [K], given g_m and its bounds.
+inline void reference_grad_x_row(const ExpertGemmInputs& in, int64_t e, const double* grad_y, const double* g,
+                                 const double* g_bound, double* value, double* bound) {
+  const ExpertGemmCase& c = in.spec;
+  for (int64_t k = 0; k < c.in_features; ++k) {
+    double sum = 0.0, sum_bound = 0.0;
+    for (int64_t n = 0; n < c.out_features; ++n) {
+      const double term = grad_y[n] * in.w(e, n, k);
+      sum += term;
+      sum_bound += std::fabs(term);
+    }
+    for (int64_t j = 0; j < c.rank; ++j) {
+      sum += c.lora_scale * g[j] * in.a(e, j, k);
+      sum_bound += std::fabs(c.lora_scale * in.a(e, j, k)) * g_bound[j];
+    }
+    value[k] = sum;
+    bound[k] = sum_bound;
+  }
+}
+
+// Row m's terms of dA_e += s g_mᵀ x_m and dB_e += s dY_mᵀ xa_m (xa_m: the row of
+// x A_eᵀ the backward uses, with its bounds), into grad_lora_a [E, r, K] and
+// grad_lora_b [E, N, r].
+inline void accumulate_lora_gradients_row(const ExpertGemmInputs& in, int64_t e, int64_t m, const double* grad_y,
+                                          const double* g, const double* g_bound, const double* xa,
+                                          const double* xa_bound, Reference& grad_lora_a, Reference& grad_lora_b) {
+  const ExpertGemmCase& c = in.spec;
+  const int64_t K = c.in_features, N = c.out_features, R = c.rank;
+  const double s = c.lora_scale;
+  const double* x = &in.x_values[m * K];
+  for (int64_t j = 0; j < R; ++j) {
+    for (int64_t k = 0; k < K; ++k) {
+      const size_t index = static_cast<size_t>((e * R + j) * K + k);
+      grad_lora_a.value[index] += s * g[j] * x[k];
+      grad_lora_a.bound[index] += std::fabs(s * x[k]) * g_bound[j];
+    }
+    for (int64_t n = 0; n < N; ++n) {
+      const size_t index = static_cast<size_t>((e * N + n) * R + j);
+      grad_lora_b.value[index] += s * grad_y[n] * xa[j];
+      grad_lora_b.bound[index] += std::fabs(s * grad_y[n]) * xa_bound[j];
+    }
+  }
+}
+
 // The three gradients in float64 with their bounds: grad_x [routed, K],
 // grad_lora_a [E, r, K], grad_lora_b [E, N, r] (from the saved x_lora_a when the
 // request passes one).
@@ -69,7 +128,6 @@ inline ReferenceGradients reference_gradients(const ExpertGemmInputs& in, const 
                                               const GradientRequest& request) {
   const ExpertGemmCase& c = in.spec;
   const int64_t K = c.in_features, N = c.out_features, R = c.rank;
-  const double s = c.lora_scale;
   const std::vector<double> grad_y = dense_values(t.grad_y);
   Reference x_lora_a = reference_x_lora_a(in);
   if (request.pass_x_lora_a) {
@@ -77,51 +135,19 @@ inline ReferenceGradients reference_gradients(const ExpertGemmInputs& in, const 
     x_lora_a.bound.resize(x_lora_a.value.size());
     for (size_t i = 0; i < x_lora_a.value.size(); ++i) x_lora_a.bound[i] = std::fabs(x_lora_a.value[i]);
   }
-  // g = dY_e B_e [routed, r]
-  Reference g;
-  g.resize(static_cast<size_t>(c.routed_rows() * R));
-  for (int64_t e = 0; e < c.experts(); ++e)
-    for (int64_t m = in.begin(e); m < in.begin(e) + c.rows_per_expert[e]; ++m)
-      for (int64_t j = 0; j < R; ++j)
-        for (int64_t n = 0; n < N; ++n) {
-          const double term = grad_y[m * N + n] * in.b(e, n, j);
-          g.value[m * R + j] += term;
-          g.bound[m * R + j] += std::fabs(term);
-        }
   ReferenceGradients out;
   out.grad_x.resize(static_cast<size_t>(c.routed_rows() * K));
   out.grad_lora_a.resize(static_cast<size_t>(c.experts() * R * K));
   out.grad_lora_b.resize(static_cast<size_t>(c.experts() * N * R));
+  std::vector<double> g(static_cast<size_t>(R)), g_bound(static_cast<size_t>(R));
   for (int64_t e = 0; e < c.experts(); ++e)
     for (int64_t m = in.begin(e); m < in.begin(e) + c.rows_per_expert[e]; ++m) {
-      for (int64_t k = 0; k < K; ++k) {
-        double sum = 0.0, bound = 0.0;
-        for (int64_t n = 0; n < N; ++n) {
-          const double term = grad_y[m * N + n] * in.w(e, n, k);
-          sum += term;
-          bound += std::fabs(term);
-        }
-        for (int64_t j = 0; j < R; ++j) {
-          sum += s * g.value[m * R + j] * in.a(e, j, k);
-          bound += std::fabs(s * in.a(e, j, k)) * g.bound[m * R + j];
-        }
-        out.grad_x.value[m * K + k] = sum;
-        out.grad_x.bound[m * K + k] = bound;
-      }
-      for (int64_t j = 0; j < R; ++j) {
-        for (int64_t k = 0; k < K; ++k) {
-          const size_t index = static_cast<size_t>((e * R + j) * K + k);
-          const double x = in.x_values[m * K + k];
-          out.grad_lora_a.value[index] += s * g.value[m * R + j] * x;
-          out.grad_lora_a.bound[index] += std::fabs(s * x) * g.bound[m * R + j];
-        }
-        for (int64_t n = 0; n < N; ++n) {
-          const size_t index = static_cast<size_t>((e * N + n) * R + j);
-          const double dy = grad_y[m * N + n];
-          out.grad_lora_b.value[index] += s * dy * x_lora_a.value[m * R + j];
-          out.grad_lora_b.bound[index] += std::fabs(s * dy) * x_lora_a.bound[m * R + j];
-        }
-      }
+      const double* grad_y_row = &grad_y[m * N];
+      reference_grad_y_lora_b_row(in, e, grad_y_row, g.data(), g_bound.data());
+      reference_grad_x_row(in, e, grad_y_row, g.data(), g_bound.data(), &out.grad_x.value[m * K],
+                           &out.grad_x.bound[m * K]);
+      accumulate_lora_gradients_row(in, e, m, grad_y_row, g.data(), g_bound.data(), &x_lora_a.value[m * R],
+                                    &x_lora_a.bound[m * R], out.grad_lora_a, out.grad_lora_b);
     }
   return out;
 }

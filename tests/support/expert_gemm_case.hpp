@@ -284,23 +284,51 @@ struct Reference {
   }
 };
 
+// Row m (routed to expert e) of x · A_eᵀ: value[j] and its bound sum |terms|, j < r.
+inline void reference_x_lora_a_row(const ExpertGemmInputs& in, int64_t e, int64_t m, double* value,
+                                   double* bound) {
+  const ExpertGemmCase& c = in.spec;
+  const double* x = &in.x_values[m * c.in_features];
+  for (int64_t j = 0; j < c.rank; ++j) {
+    value[j] = bound[j] = 0.0;
+    for (int64_t k = 0; k < c.in_features; ++k) {
+      const double term = x[k] * in.a(e, j, k);
+      value[j] += term;
+      bound[j] += std::fabs(term);
+    }
+  }
+}
+
+// Row m (routed to expert e) of y = x · W_eᵀ + s · (x · A_eᵀ) · B_eᵀ, given that row
+// of x · A_eᵀ with its bounds: value[n] and bound[n], n < N.
+inline void reference_y_row(const ExpertGemmInputs& in, int64_t e, int64_t m, const double* projected,
+                            const double* projected_bound, double* value, double* bound) {
+  const ExpertGemmCase& c = in.spec;
+  const double* x = &in.x_values[m * c.in_features];
+  for (int64_t n = 0; n < c.out_features; ++n) {
+    double sum = 0.0, sum_bound = 0.0;
+    for (int64_t k = 0; k < c.in_features; ++k) {
+      const double term = x[k] * in.w(e, n, k);
+      sum += term;
+      sum_bound += std::fabs(term);
+    }
+    for (int64_t j = 0; j < c.rank; ++j) {
+      sum += c.lora_scale * projected[j] * in.b(e, n, j);
+      sum_bound += std::fabs(c.lora_scale * in.b(e, n, j)) * projected_bound[j];
+    }
+    value[n] = sum;
+    bound[n] = sum_bound;
+  }
+}
+
 // x_e · A_eᵀ for every routed row: [routed, r].
 inline Reference reference_x_lora_a(const ExpertGemmInputs& in) {
   const ExpertGemmCase& c = in.spec;
   Reference out;
   out.resize(static_cast<size_t>(c.routed_rows() * c.rank));
   for (int64_t e = 0; e < c.experts(); ++e)
-    for (int64_t i = in.begin(e); i < in.begin(e) + c.rows_per_expert[e]; ++i)
-      for (int64_t j = 0; j < c.rank; ++j) {
-        double sum = 0.0, bound = 0.0;
-        for (int64_t k = 0; k < c.in_features; ++k) {
-          const double term = in.x_values[i * c.in_features + k] * in.a(e, j, k);
-          sum += term;
-          bound += std::fabs(term);
-        }
-        out.value[i * c.rank + j] = sum;
-        out.bound[i * c.rank + j] = bound;
-      }
+    for (int64_t m = in.begin(e); m < in.begin(e) + c.rows_per_expert[e]; ++m)
+      reference_x_lora_a_row(in, e, m, &out.value[m * c.rank], &out.bound[m * c.rank]);
   return out;
 }
 
@@ -311,21 +339,9 @@ inline Reference reference_forward(const ExpertGemmInputs& in) {
   Reference y;
   y.resize(static_cast<size_t>(c.routed_rows() * c.out_features));
   for (int64_t e = 0; e < c.experts(); ++e)
-    for (int64_t i = in.begin(e); i < in.begin(e) + c.rows_per_expert[e]; ++i)
-      for (int64_t n = 0; n < c.out_features; ++n) {
-        double sum = 0.0, bound = 0.0;
-        for (int64_t k = 0; k < c.in_features; ++k) {
-          const double term = in.x_values[i * c.in_features + k] * in.w(e, n, k);
-          sum += term;
-          bound += std::fabs(term);
-        }
-        for (int64_t j = 0; j < c.rank; ++j) {
-          sum += c.lora_scale * projected.value[i * c.rank + j] * in.b(e, n, j);
-          bound += std::fabs(c.lora_scale * in.b(e, n, j)) * projected.bound[i * c.rank + j];
-        }
-        y.value[i * c.out_features + n] = sum;
-        y.bound[i * c.out_features + n] = bound;
-      }
+    for (int64_t m = in.begin(e); m < in.begin(e) + c.rows_per_expert[e]; ++m)
+      reference_y_row(in, e, m, &projected.value[m * c.rank], &projected.bound[m * c.rank],
+                      &y.value[m * c.out_features], &y.bound[m * c.out_features]);
   return y;
 }
 
