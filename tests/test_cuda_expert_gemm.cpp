@@ -116,19 +116,9 @@ bool check_forward(ExpertGemmInputs& in, const ForwardOptions& options, ForwardC
   const ExpertGemmCase& spec = in.spec;
   const double tolerance = gpu_tolerance(spec.activation);
   const Reference y = reference_forward(in);
-  const Agreement y_agreement = compare_matrix(y, tolerance, call.y, spec.out_features);
-  CHECK_MESSAGE(y_agreement.failures == 0, y_agreement.first_failure);
-  report.add("y", spec.activation, y_agreement);
-  const PoisonCount untouched = untouched_elements(call.y, spec.routed_rows());
-  CHECK(untouched.poisoned == untouched.total);
-  if (options.want_x_lora_a) {
-    const Reference x_lora_a = reference_x_lora_a(in);
-    const Agreement agreement = compare_matrix(x_lora_a, tolerance, call.x_lora_a, spec.rank);
-    CHECK_MESSAGE(agreement.failures == 0, agreement.first_failure);
-    report.add("x_lora_a", spec.activation, agreement);
-    const PoisonCount rest = untouched_elements(call.x_lora_a, spec.routed_rows());
-    CHECK(rest.poisoned == rest.total);
-  }
+  check_routed_rows("y", y, tolerance, call.y, spec, spec.out_features, &report);
+  if (options.want_x_lora_a)
+    check_routed_rows("x_lora_a", reference_x_lora_a(in), tolerance, call.x_lora_a, spec, spec.rank, &report);
   HostTensor cpu_y;
   if (!cpu_forward(in, cpu_y)) return false;
   Reference cpu_reference = y;
@@ -207,11 +197,8 @@ TEST_CASE("group_end that is negative, decreases or passes M is clamped: no row 
       in.group_end.set_flat(static_cast<int64_t>(e), static_cast<double>(routing.raw_group_end[e]));
     ForwardCall call(in, ForwardOptions{true, float32_type(), true, nullptr});
     call.run();
-    const Agreement agreement =
-        compare_matrix(reference_forward(in), gpu_tolerance(spec.activation), call.y, spec.out_features);
-    CHECK_MESSAGE(agreement.failures == 0, agreement.first_failure);
-    const PoisonCount untouched = untouched_elements(call.y, spec.routed_rows());
-    CHECK(untouched.poisoned == untouched.total);
+    check_routed_rows("y", reference_forward(in), gpu_tolerance(spec.activation), call.y, spec, spec.out_features,
+                      nullptr);
     const PoisonCount untouched_x_lora_a = untouched_elements(call.x_lora_a, spec.routed_rows());
     CHECK(untouched_x_lora_a.poisoned == untouched_x_lora_a.total);
   }

@@ -304,4 +304,16 @@ class SweepReport {
   std::map<std::string, Entry> entries_;
 };
 
+// An output of routed rows (y, x_lora_a, grad_x: [rows, cols]) against float64 within
+// `tolerance`, reported under `name` where a report is given, and its rows past the
+// routed ones still holding the poison.
+inline void check_routed_rows(const std::string& name, const Reference& expected, double tolerance,
+                              HostTensor& actual, const ExpertGemmCase& spec, int64_t cols, SweepReport* report) {
+  const Agreement agreement = compare_matrix(expected, tolerance, actual, cols);
+  CHECK_MESSAGE(agreement.failures == 0, (name + " " + agreement.first_failure));
+  if (report) report->add(name, spec.activation, agreement);
+  const PoisonCount untouched = untouched_elements(actual, spec.routed_rows());
+  CHECK(untouched.poisoned == untouched.total);
+}
+
 }  // namespace moeq_gpu_test
