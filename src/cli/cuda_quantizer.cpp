@@ -7,6 +7,7 @@
 #include "cli/host_qtensor_buffers.hpp"
 #include "cli/parallel_read.hpp"
 #include "cli/quantizer.hpp"
+#include "cli/scratch_buffer.hpp"
 #include "safetensors/error.hpp"
 
 #include <cuda_runtime_api.h>
@@ -44,33 +45,6 @@ struct DeviceMemory {
     return memory;
   }
   static void release(void* memory) { cudaFree(memory); }
-};
-
-// `Memory` grown on demand, with ScratchBuffer's interface. Whoever grows it
-// makes sure that no copy or kernel still uses it.
-template <class Memory>
-class GrowingBuffer {
- public:
-  GrowingBuffer() = default;
-  ~GrowingBuffer() { Memory::release(data_); }
-  GrowingBuffer(const GrowingBuffer&) = delete;
-  GrowingBuffer& operator=(const GrowingBuffer&) = delete;
-
-  bool holds(uint64_t bytes) const { return bytes <= capacity_; }
-  uint8_t* get(uint64_t bytes) {
-    if (!holds(bytes)) {
-      Memory::release(data_);
-      data_ = nullptr;
-      capacity_ = 0;
-      data_ = static_cast<uint8_t*>(Memory::allocate(bytes));
-      capacity_ = bytes;
-    }
-    return data_;
-  }
-
- private:
-  uint8_t* data_ = nullptr;
-  uint64_t capacity_ = 0;
 };
 
 using PinnedBuffer = GrowingBuffer<PinnedMemory>;
