@@ -170,7 +170,7 @@ FullReferences full_references(const ExpertGemmInputs& in, const LargeRun& run,
       const int64_t e = expert_of(in, m);
       mine.y_not_finite += bfloat16_row(out.y, m, N, grad_y.data());
       mine.grad_x_not_finite += bfloat16_row(out.grad_x, m, K, grad_x.data());
-      reference_x_lora_a_row(in, e, m, &full.x_lora_a.value[m * R], &full.x_lora_a.bound[m * R]);
+      reference_x_lora_a_row(in, e, m, full.x_lora_a.value.data() + m * R, full.x_lora_a.bound.data() + m * R);
       // The backward's x A^T: the one it was given, or its own (exact here).
       for (int64_t j = 0; j < R; ++j) {
         const bool given = run.backward_takes_x_lora_a;
@@ -232,12 +232,12 @@ SampledReferences sampled_references(const ExpertGemmInputs& in, const LargeOutp
     double g[kRank], g_bound[kRank];
     for (int64_t i = begin; i < end; ++i) {
       const int64_t m = rows[i], e = expert_of(in, m);
-      reference_y_row(in, e, m, &x_lora_a.value[m * R], &x_lora_a.bound[m * R], &sampled.y.value[i * N],
-                      &sampled.y.bound[i * N]);
+      reference_y_row(in, e, m, x_lora_a.value.data() + m * R, x_lora_a.bound.data() + m * R,
+                      sampled.y.value.data() + i * N, sampled.y.bound.data() + i * N);
       bfloat16_row(out.y, m, N, grad_y.data());
       reference_grad_y_lora_b_row(in, e, grad_y.data(), g, g_bound);
-      reference_grad_x_row(in, e, grad_y.data(), g, g_bound, &sampled.grad_x.value[i * K],
-                           &sampled.grad_x.bound[i * K]);
+      reference_grad_x_row(in, e, grad_y.data(), g, g_bound, sampled.grad_x.value.data() + i * K,
+                           sampled.grad_x.bound.data() + i * K);
     }
   });
   return sampled;

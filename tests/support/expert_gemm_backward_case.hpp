@@ -102,7 +102,7 @@ inline void accumulate_lora_gradients_row(const ExpertGemmInputs& in, int64_t e,
   const ExpertGemmCase& c = in.spec;
   const int64_t K = c.in_features, N = c.out_features, R = c.rank;
   const double s = c.lora_scale;
-  const double* x = &in.x_values[m * K];
+  const double* x = in.x_values.data() + m * K;
   for (int64_t j = 0; j < R; ++j) {
     for (int64_t k = 0; k < K; ++k) {
       const size_t index = static_cast<size_t>((e * R + j) * K + k);
@@ -142,12 +142,13 @@ inline ReferenceGradients reference_gradients(const ExpertGemmInputs& in, const 
   std::vector<double> g(static_cast<size_t>(R)), g_bound(static_cast<size_t>(R));
   for (int64_t e = 0; e < c.experts(); ++e)
     for (int64_t m = in.begin(e); m < in.begin(e) + c.rows_per_expert[e]; ++m) {
-      const double* grad_y_row = &grad_y[m * N];
+      const double* grad_y_row = grad_y.data() + m * N;
       reference_grad_y_lora_b_row(in, e, grad_y_row, g.data(), g_bound.data());
-      reference_grad_x_row(in, e, grad_y_row, g.data(), g_bound.data(), &out.grad_x.value[m * K],
-                           &out.grad_x.bound[m * K]);
-      accumulate_lora_gradients_row(in, e, m, grad_y_row, g.data(), g_bound.data(), &x_lora_a.value[m * R],
-                                    &x_lora_a.bound[m * R], out.grad_lora_a, out.grad_lora_b);
+      reference_grad_x_row(in, e, grad_y_row, g.data(), g_bound.data(), out.grad_x.value.data() + m * K,
+                           out.grad_x.bound.data() + m * K);
+      accumulate_lora_gradients_row(in, e, m, grad_y_row, g.data(), g_bound.data(),
+                                    x_lora_a.value.data() + m * R, x_lora_a.bound.data() + m * R,
+                                    out.grad_lora_a, out.grad_lora_b);
     }
   return out;
 }

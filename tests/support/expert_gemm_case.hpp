@@ -288,7 +288,7 @@ struct Reference {
 inline void reference_x_lora_a_row(const ExpertGemmInputs& in, int64_t e, int64_t m, double* value,
                                    double* bound) {
   const ExpertGemmCase& c = in.spec;
-  const double* x = &in.x_values[m * c.in_features];
+  const double* x = in.x_values.data() + m * c.in_features;
   for (int64_t j = 0; j < c.rank; ++j) {
     value[j] = bound[j] = 0.0;
     for (int64_t k = 0; k < c.in_features; ++k) {
@@ -304,7 +304,7 @@ inline void reference_x_lora_a_row(const ExpertGemmInputs& in, int64_t e, int64_
 inline void reference_y_row(const ExpertGemmInputs& in, int64_t e, int64_t m, const double* projected,
                             const double* projected_bound, double* value, double* bound) {
   const ExpertGemmCase& c = in.spec;
-  const double* x = &in.x_values[m * c.in_features];
+  const double* x = in.x_values.data() + m * c.in_features;
   for (int64_t n = 0; n < c.out_features; ++n) {
     double sum = 0.0, sum_bound = 0.0;
     for (int64_t k = 0; k < c.in_features; ++k) {
@@ -328,7 +328,7 @@ inline Reference reference_x_lora_a(const ExpertGemmInputs& in) {
   out.resize(static_cast<size_t>(c.routed_rows() * c.rank));
   for (int64_t e = 0; e < c.experts(); ++e)
     for (int64_t m = in.begin(e); m < in.begin(e) + c.rows_per_expert[e]; ++m)
-      reference_x_lora_a_row(in, e, m, &out.value[m * c.rank], &out.bound[m * c.rank]);
+      reference_x_lora_a_row(in, e, m, out.value.data() + m * c.rank, out.bound.data() + m * c.rank);
   return out;
 }
 
@@ -340,8 +340,8 @@ inline Reference reference_forward(const ExpertGemmInputs& in) {
   y.resize(static_cast<size_t>(c.routed_rows() * c.out_features));
   for (int64_t e = 0; e < c.experts(); ++e)
     for (int64_t m = in.begin(e); m < in.begin(e) + c.rows_per_expert[e]; ++m)
-      reference_y_row(in, e, m, &projected.value[m * c.rank], &projected.bound[m * c.rank],
-                      &y.value[m * c.out_features], &y.bound[m * c.out_features]);
+      reference_y_row(in, e, m, projected.value.data() + m * c.rank, projected.bound.data() + m * c.rank,
+                      y.value.data() + m * c.out_features, y.bound.data() + m * c.out_features);
   return y;
 }
 
