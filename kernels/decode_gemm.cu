@@ -5,8 +5,10 @@
 namespace moeq::cuda {
 
 bool decode_gemm_serves(ScalarType activation, bool b_transposed, const RowsGemmParams& params) {
+  // The weight's last dim is whole blocks of >= 32 elements (checked by the API), so
+  // each lane's 32-deep chunk lies in one block; the depth check keeps that explicit.
   return activation != ScalarType::Float32 && !b_transposed && params.rows.vector_aligned &&
-         params.weight.packed_aligned;
+         params.weight.packed_aligned && params.depth % kChunkElements == 0;
 }
 
 void launch_decode_gemm(ScalarType activation, const RowsGemmParams& params, int64_t row_tiles,

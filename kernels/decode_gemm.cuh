@@ -1,9 +1,11 @@
 // The decode GEMM: y = x W^T + s (x A^T) B^T when each expert has a few rows. Such a
 // call is bound by streaming the 4-bit weights, so nothing goes through shared
-// memory: each warp owns one 16-row tile and 32 output columns, reads its weight
-// words straight into mma B fragments and keeps several 32-deep chunks of loads in
-// flight. Serves W stored [E, N, K] (blocks along the reduced K) with 16-bit
-// activations in 16-byte aligned rows; other calls take the row-tiled kernel.
+// memory but the 16-entry code table. It is computed transposed, y^T = W x^T: the
+// weight columns are the mma's M side (two m16 tiles, 32 columns per warp) and the
+// tile's token rows its n8 side, so the usual tile of at most 8 rows fills the n8
+// tile; up to 16 rows take a second one. Serves W stored [E, N, K] (blocks along the
+// reduced K, K a multiple of 32) with 16-bit activations in 16-byte aligned rows;
+// other calls take the row-tiled kernel.
 #pragma once
 
 #include "dequant_tile.cuh"
@@ -13,36 +15,52 @@
 namespace moeq::cuda {
 
 constexpr int kDecodeWarps = 4;
-constexpr int kDecodeWarpCols = 32;  // four n8 tiles
+constexpr int kDecodeWarpCols = 32;  // two m16 tiles
 constexpr int kDecodeCols = kDecodeWarps * kDecodeWarpCols;
 constexpr int kDecodeThreads = 32 * kDecodeWarps;
-// 32-deep chunks whose loads a warp issues before it consumes the first:
-// 4 x 4 weight words per lane keep ~32 KB in flight per SM at 4 blocks per SM.
-constexpr int kDecodeChunksInFlight = 4;
+// One macro step is 128 deep: each of a quad's four lanes streams 32 consecutive
+// depth values (16 bytes) of its four columns.
+constexpr int kDecodeMacroDepth = 128;
+// Macro steps whose loads a warp issues before it consumes the first: 2 x 4 16-byte
+// weight vectors per lane keep ~32 KB of weights in flight per SM at 4 blocks.
+constexpr int kDecodeMacroInFlight = 2;
 
-// Fragment order. Lane (g = lane / 4, t = lane % 4) reads word t of a column's
-// 16-byte chunk: elements 8t .. 8t + 7 of the 32, two per byte (high nibble first).
-// The dot product does not care in which order the 32 depth indices are summed, so
-// mma step s (16 deep) takes bytes 2s and 2s + 1 of that word as its B registers
-// b0 and b1, which the mma pairs with the A registers holding depth 2t, 2t + 1 and
-// 2t + 8, 2t + 9 of its step; A follows the same order by reading elements
-// 8t .. 8t + 7 of each x row as one 16-byte vector: 32-bit words 2s and 2s + 1.
-__device__ __forceinline__ uint32_t vector_word(const uint4& vector, int index) {
+namespace decode_detail {
+
+// Depth order. Lane (g = lane / 4, t = lane % 4) holds depth 32t .. 32t + 31 of a
+// macro step. The dot product does not care in which order depth is summed, so k16
+// step s of the macro step gives lane t the depths 32t + 4s .. 32t + 4s + 3 in the
+// places mma.sync calls k = 2t, 2t + 1 (the first pair) and 2t + 8, 2t + 9 (the
+// second): for a weight column, the two nibbles of bytes 2s and 2s + 1 of the lane's
+// 16-byte vector; for a token row, 32-bit words 2s and 2s + 1 of its 64-byte slice.
+
+// One macro step of loads for one lane: four weight columns (m16 tile i, column g
+// or g + 8: index 2i + h) with their chunk's absmax, and kRowGroups token rows.
+template <int kRowGroups>
+struct MacroLoads {
+  uint4 weight[4];
+  float absmax[4];
+  uint4 x[kRowGroups][4];
+};
+
+__device__ __forceinline__ uint32_t word_of(const uint4& vector, int index) {
   return index == 0 ? vector.x : index == 1 ? vector.y : index == 2 ? vector.z : vector.w;
 }
 
-template <class Activation, bool kLora>
-__global__ void __launch_bounds__(kDecodeThreads) decode_gemm_kernel(const RowsGemmParams p) {
+// The bf16/f16 pair (code[high nibble] * absmax, code[low nibble] * absmax) of byte
+// `byte` (0..15) of a weight vector: the high nibble is the earlier depth, the low
+// half of the register. The code table sits in shared memory at a constant address.
+template <class Element>
+__device__ __forceinline__ uint32_t weight_pair(const uint4& vector, int byte, float absmax,
+                                                const float (&code)[16]) {
+  const uint32_t bits = word_of(vector, byte / 4) >> (8 * (byte % 4));
+  return round_pair<Element>(code[(bits >> 4) & 15u] * absmax, code[bits & 15u] * absmax);
+}
+
+template <class Activation, bool kLora, int kRowGroups>
+__device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const float (&code)[16], int32_t expert,
+                                            int64_t row0, int64_t row_end) {
   using Element = typename OperandOf<Activation>::Element;
-  static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
-  __shared__ CodeTable table;
-
-  int32_t expert;
-  int64_t row0, row_end;
-  if (!find_row_tile(p.schedule, blockIdx.x, kDecodeRowTile, &expert, &row0, &row_end)) return;
-  table.load(p.weight.format);
-  __syncthreads();
-
   const int lane = threadIdx.x % 32;
   const int g = lane / 4;
   const int t = lane % 4;
@@ -50,89 +68,140 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_gemm_kernel(const RowsG
       static_cast<int64_t>(blockIdx.y) * kDecodeCols + threadIdx.x / 32 * kDecodeWarpCols;
   const QuantWeightView& w = p.weight;  // [E, N, K]: dim1 = N, dim2 = K = depth
 
-  // This lane's weight column in each n8 tile, and its x rows g and g + 8.
+  // This lane's weight columns (2i + h: m16 tile i, row g + 8h of it) as flat
+  // element offsets of their depth 32t, and its token rows g + 8 * group.
   int64_t column_flat[4];
   bool column_valid[4];
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const int64_t col = warp_col0 + 8 * j + g;
-    column_valid[j] = col < w.dim1;
-    column_flat[j] = (expert * w.dim1 + (column_valid[j] ? col : 0)) * w.dim2;
+  for (int c = 0; c < 4; ++c) {
+    const int64_t col = warp_col0 + 16 * (c / 2) + 8 * (c % 2) + g;
+    column_valid[c] = col < w.dim1;
+    column_flat[c] = (expert * w.dim1 + (column_valid[c] ? col : 0)) * w.dim2 + 32 * t;
   }
-  const Activation* x_row[2];
-  bool row_valid[2];
+  const Activation* x_row[kRowGroups];
+  bool row_valid[kRowGroups];
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int64_t row = row0 + g + 8 * h;
-    row_valid[h] = row < row_end;
-    x_row[h] = static_cast<const Activation*>(p.rows.data) + (row_valid[h] ? row : row0) * p.rows.ld + 8 * t;
+  for (int group = 0; group < kRowGroups; ++group) {
+    const int64_t row = row0 + g + 8 * group;
+    row_valid[group] = row < row_end;
+    x_row[group] = static_cast<const Activation*>(p.rows.data) + (row_valid[group] ? row : row0) * p.rows.ld + 32 * t;
   }
 
-  float acc[4][4] = {};
-  const int64_t chunks = p.depth / kChunkElements;
-  for (int64_t chunk0 = 0; chunk0 < chunks; chunk0 += kDecodeChunksInFlight) {
-    uint32_t word[kDecodeChunksInFlight][4];
-    float absmax[kDecodeChunksInFlight][4];
-    uint4 x_vector[kDecodeChunksInFlight][2];
+  float acc[2][kRowGroups][4] = {};  // [m16 tile][n8 tile][fragment]
+  const int64_t macro_steps = (p.depth + kDecodeMacroDepth - 1) / kDecodeMacroDepth;
+  for (int64_t macro0 = 0; macro0 < macro_steps; macro0 += kDecodeMacroInFlight) {
+    MacroLoads<kRowGroups> loads[kDecodeMacroInFlight];
 #pragma unroll
-    for (int u = 0; u < kDecodeChunksInFlight; ++u) {
-      const bool present = chunk0 + u < chunks;
-      const int64_t depth0 = (chunk0 + u) * kChunkElements;
+    for (int u = 0; u < kDecodeMacroInFlight; ++u) {
+      const int64_t depth0 = (macro0 + u) * kDecodeMacroDepth;
+      // K is a multiple of 32, so the lane's 32 values are all in or all out.
+      const bool present = macro0 + u < macro_steps && depth0 + 32 * t < p.depth;
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int64_t flat = column_flat[j] + depth0;
-        const bool load = present && column_valid[j];
-        word[u][j] = load ? __ldg(reinterpret_cast<const uint32_t*>(w.packed + flat / 2) + t) : 0u;
-        absmax[u][j] = load ? block_absmax(w, flat >> w.blocksize_log2) : 0.0f;
+      for (int c = 0; c < 4; ++c) {
+        const int64_t flat = column_flat[c] + depth0;
+        const bool load = present && column_valid[c];
+        loads[u].weight[c] = load ? __ldg(reinterpret_cast<const uint4*>(w.packed + flat / 2)) : make_uint4(0, 0, 0, 0);
+        loads[u].absmax[c] = load ? block_absmax(w, flat >> w.blocksize_log2) : 0.0f;
       }
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
-        x_vector[u][h] = present && row_valid[h]
-                             ? __ldg(reinterpret_cast<const uint4*>(x_row[h] + depth0))
-                             : make_uint4(0u, 0u, 0u, 0u);
+      for (int group = 0; group < kRowGroups; ++group)
+#pragma unroll
+        for (int v = 0; v < 4; ++v)
+          loads[u].x[group][v] = present && row_valid[group]
+                                     ? __ldg(reinterpret_cast<const uint4*>(x_row[group] + depth0) + v)
+                                     : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
-    for (int u = 0; u < kDecodeChunksInFlight; ++u)
+    for (int u = 0; u < kDecodeMacroInFlight; ++u)
 #pragma unroll
-      for (int s = 0; s < 2; ++s) {
-        const uint32_t a[4] = {vector_word(x_vector[u][0], 2 * s), vector_word(x_vector[u][1], 2 * s),
-                               vector_word(x_vector[u][0], 2 * s + 1), vector_word(x_vector[u][1], 2 * s + 1)};
+      for (int s = 0; s < 8; ++s) {
+        uint32_t b[kRowGroups][2];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          uint32_t b[2];
+        for (int group = 0; group < kRowGroups; ++group) {
+          // Words 2s and 2s + 1 of the row's 64-byte slice: vector s / 2, words 2 (s % 2) ..
+          b[group][0] = word_of(loads[u].x[group][s / 2], 2 * (s % 2));
+          b[group][1] = word_of(loads[u].x[group][s / 2], 2 * (s % 2) + 1);
+        }
 #pragma unroll
-          for (int r = 0; r < 2; ++r) {
-            const uint32_t byte = (word[u][j] >> (8 * (2 * s + r))) & 0xffu;
-            b[r] = round_pair<Element>(table.value[byte >> 4] * absmax[u][j],
-                                       table.value[byte & 15u] * absmax[u][j]);
-          }
-          mma_m16n8k16<Element>(acc[j], a, b);
+        for (int i = 0; i < 2; ++i) {
+          const uint32_t a[4] = {
+              weight_pair<Element>(loads[u].weight[2 * i], 2 * s, loads[u].absmax[2 * i], code),
+              weight_pair<Element>(loads[u].weight[2 * i + 1], 2 * s, loads[u].absmax[2 * i + 1], code),
+              weight_pair<Element>(loads[u].weight[2 * i], 2 * s + 1, loads[u].absmax[2 * i], code),
+              weight_pair<Element>(loads[u].weight[2 * i + 1], 2 * s + 1, loads[u].absmax[2 * i + 1], code)};
+#pragma unroll
+          for (int group = 0; group < kRowGroups; ++group) mma_m16n8k16<Element>(acc[i][group], a, b[group]);
         }
       }
   }
 
-  // Accumulator (j, q): row g + 8 (q / 2), column 8j + 2t + q % 2 of the warp's tile.
+  if constexpr (kLora) {
+    // + s (x A^T) B^T as rank steps of 16 through the same accumulators, in the
+    // standard k order: A = B's rows (weight column, rank), B = (s x A^T)^T, both
+    // rounded to the operand type (as the Hopper GEMM does).
+    auto lora_b = [&](int64_t col, int64_t j) {
+      if (col >= p.cols || j >= p.rank) return 0.0f;
+      const StridedView& v = p.lora_weight;
+      return load_as_float(v.data, v.type, expert * v.expert_stride + col * v.index_stride + j * v.depth_stride);
+    };
+    auto scaled_x_lora_a = [&](int group, int64_t j) {
+      const int64_t row = row0 + g + 8 * group;
+      if (!row_valid[group] || j >= p.rank) return 0.0f;
+      return p.lora_scale *
+             load_as_float(p.lora_rows.data, p.lora_rows.type, row * p.lora_rows.index_stride + j * p.lora_rows.depth_stride);
+    };
+    for (int64_t j0 = 0; j0 < p.rank; j0 += 16) {
+      const int64_t j = j0 + 2 * t;
+      uint32_t b[kRowGroups][2];
 #pragma unroll
-  for (int j = 0; j < 4; ++j)
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const int64_t row = row0 + g + 8 * (q / 2);
-      const int64_t col = warp_col0 + 8 * j + 2 * t + q % 2;
-      if (row >= row_end || col >= p.cols) continue;
-      float value = acc[j][q];
-      if constexpr (kLora) {
-        // + s (x A^T)[row, :] . B[expert, col, :], in float32: r products per output.
-        float lora = 0.0f;
-        for (int64_t k = 0; k < p.rank; ++k)
-          lora += load_as_float(p.lora_rows.data, p.lora_rows.type,
-                                row * p.lora_rows.index_stride + k * p.lora_rows.depth_stride) *
-                  load_as_float(p.lora_weight.data, p.lora_weight.type,
-                                expert * p.lora_weight.expert_stride + col * p.lora_weight.index_stride +
-                                    k * p.lora_weight.depth_stride);
-        value += p.lora_scale * lora;
+      for (int group = 0; group < kRowGroups; ++group) {
+        b[group][0] = round_pair<Element>(scaled_x_lora_a(group, j), scaled_x_lora_a(group, j + 1));
+        b[group][1] = round_pair<Element>(scaled_x_lora_a(group, j + 8), scaled_x_lora_a(group, j + 9));
       }
-      p.out.store(0, row, col, value);
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int64_t col = warp_col0 + 16 * i + g;
+        const uint32_t a[4] = {round_pair<Element>(lora_b(col, j), lora_b(col, j + 1)),
+                               round_pair<Element>(lora_b(col + 8, j), lora_b(col + 8, j + 1)),
+                               round_pair<Element>(lora_b(col, j + 8), lora_b(col, j + 9)),
+                               round_pair<Element>(lora_b(col + 8, j + 8), lora_b(col + 8, j + 9))};
+#pragma unroll
+        for (int group = 0; group < kRowGroups; ++group) mma_m16n8k16<Element>(acc[i][group], a, b[group]);
+      }
     }
+  }
+
+  // Accumulator (i, group, q): weight column 16i + g + 8 (q / 2) of the warp, token
+  // row 8 group + 2t + q % 2 of the tile.
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int group = 0; group < kRowGroups; ++group)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int64_t col = warp_col0 + 16 * i + g + 8 * (q / 2);
+        const int64_t row = row0 + 8 * group + 2 * t + q % 2;
+        if (row < row_end && col < p.cols) p.out.store(0, row, col, acc[i][group][q]);
+      }
+}
+
+}  // namespace decode_detail
+
+template <class Activation, bool kLora>
+__global__ void __launch_bounds__(kDecodeThreads, 4) decode_gemm_kernel(const RowsGemmParams p) {
+  static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
+  // A constant shared address, so each lookup is one LDS at [nibble * 4 + constant].
+  __shared__ float code[16];
+
+  int32_t expert;
+  int64_t row0, row_end;
+  if (!find_row_tile(p.schedule, blockIdx.x, kDecodeRowTile, &expert, &row0, &row_end)) return;
+  if (threadIdx.x < 16) code[threadIdx.x] = code_value(p.weight.format, threadIdx.x);
+  __syncthreads();
+  // Uniform per block: a tile of at most 8 rows (row_end is the expert's end) needs
+  // one n8 tile of rows.
+  if (row_end - row0 <= 8) decode_detail::decode_tile<Activation, kLora, 1>(p, code, expert, row0, row_end);
+  else decode_detail::decode_tile<Activation, kLora, 2>(p, code, expert, row0, row_end);
 }
 
 }  // namespace moeq::cuda
