@@ -440,7 +440,9 @@ __device__ __forceinline__ void store_tile(const WgmmaGemmParams& p, const float
       if (row >= row_end || feature >= p.cols) continue;
       const uint4 values = *reinterpret_cast<const uint4*>(staging + token * kWgmmaStagingStride + chunk * 16);
       if (p.out_vectors && feature + 8 <= p.cols) {
-        *reinterpret_cast<uint4*>(static_cast<Element*>(p.out.data) + row * p.out.row_stride + feature) = values;
+        // An explicit 16-byte store: the plain uint4 assignment came out as four 4-byte
+        // stores (st.global.u32), a quarter of a sector each across the warp.
+        __stcg(reinterpret_cast<uint4*>(static_cast<Element*>(p.out.data) + row * p.out.row_stride + feature), values);
         continue;
       }
       const uint16_t* elements = reinterpret_cast<const uint16_t*>(&values);
