@@ -505,6 +505,10 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
     consumer_sync();
     fill_lora_tile<Element>(p, smem.lora, row0, row_end, 0);
   }
+  // The first LoRA fragment's loads run while the main loop does (their latency
+  // stalled the rank step at the tile's end).
+  uint32_t lora_first[4];
+  if (p.rank > 0) lora_fragment<Element>(p, expert, feature0 + row, 0, lora_first);
 
   // Software-pipelined by k16 steps with two fragment sets: the next k16 step is
   // dequantized while the product of this one runs, and waiting for the previous
@@ -539,7 +543,12 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
     const uint64_t tile = swizzled_tile_descriptor(smem.lora);
     for (int j = 0; j < 4 && j0 + 16 * j < p.rank; ++j) {
       uint32_t a[4];
-      lora_fragment<Element>(p, expert, feature0 + row, j0 + 16 * j, a);
+      if (j0 == 0 && j == 0) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) a[r] = lora_first[r];
+      } else {
+        lora_fragment<Element>(p, expert, feature0 + row, j0 + 16 * j, a);
+      }
       fence_accumulators(acc);
       cute::warpgroup_arrive();
       mma<Element, kTokens>(a, tile + 2 * j, acc);
