@@ -32,14 +32,15 @@ TensorMapShape activation_map_shape(const RowsGemmParams& params, int64_t rows, 
                         kWgmmaTokens, kWgmmaDepth, CU_TENSOR_MAP_SWIZZLE_128B};
 }
 
-// The packed weight as [E * D1, D2 / 2] bytes, in boxes of one stage (StageChunks).
+// The packed weight as [E * D1, D2 / 2] bytes, in boxes of one stage (StageChunks),
+// swizzled as packed_offset reads them.
 TensorMapShape weight_map_shape(const RowsGemmParams& params, int64_t experts, bool transposed) {
   const QuantWeightView& w = params.weight;
   return TensorMapShape{w.packed, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, static_cast<uint64_t>(experts * w.dim1),
                         static_cast<uint64_t>(w.dim2 / 2), static_cast<uint64_t>(w.dim2 / 2),
                         static_cast<uint32_t>(transposed ? kWgmmaDepth : kWgmmaFeatures),
                         static_cast<uint32_t>((transposed ? kWgmmaFeatures : kWgmmaDepth) / 2),
-                        CU_TENSOR_MAP_SWIZZLE_NONE};
+                        transposed ? CU_TENSOR_MAP_SWIZZLE_64B : CU_TENSOR_MAP_SWIZZLE_32B};
 }
 
 CUtensorMapDataType map_type(ScalarType activation) {

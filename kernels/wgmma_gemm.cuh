@@ -20,6 +20,7 @@
 
 #include <cuda.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <utility>
 
@@ -82,6 +83,9 @@ struct WgmmaGemmSmem {
   uint64_t full[kWgmmaStages];
   uint64_t empty[kWgmmaStages];
 };
+// The copy engine's swizzle repeats every 256 (32B) or 512 (64B) bytes of the packed tiles.
+static_assert(offsetof(WgmmaGemmSmem, packed) % 512 == 0 && sizeof(WgmmaGemmSmem::packed[0]) % 512 == 0,
+              "packed stages off their swizzle alignment");
 // The swizzled tiles need 1024-byte alignment; the dynamic allocation gets that much slack.
 constexpr size_t kWgmmaSmemBytes = sizeof(WgmmaGemmSmem) + 1024;
 static_assert(kWgmmaSmemBytes <= 227 * 1024, "more shared memory than a Hopper block may have");
@@ -226,6 +230,17 @@ struct StageChunks {
   static constexpr int kChunksPerRow = kRowBytes * 2 / kChunkElements;
 };
 
+// Byte offset of byte `byte` of row `row` in a stage's packed tile, as the copy engine
+// swizzles it: 16-byte units XORed with address bits 7 and up (CU_TENSOR_MAP_SWIZZLE_32B
+// for the 32-byte rows, 64B for the 64-byte ones). Without it the warp's rows 128 bytes
+// apart hit the same banks: 2-way conflicts on every packed load (4-way transposed).
+template <bool kTransposed>
+__device__ __forceinline__ uint32_t packed_offset(int row, int byte) {
+  using Chunks = StageChunks<kTransposed>;
+  const int pattern = kTransposed ? (row >> 1) & 3 : (row >> 2) & 1;  // address bits 7.. of the row
+  return static_cast<uint32_t>(row * Chunks::kRowBytes + (byte ^ (pattern << 4)));
+}
+
 // Byte offset of 16-byte chunk `chunk` of row `row` in a 128-byte swizzled tile.
 __device__ __forceinline__ uint32_t swizzled_offset(int row, int chunk) {
   return static_cast<uint32_t>(row * 128 + ((chunk ^ (row & 7)) * 16));
@@ -268,7 +283,7 @@ __device__ __forceinline__ void weight_fragment(const uint8_t* packed, const Abs
   const uint32_t select = static_cast<uint32_t>(t | (t + 4) << 4);
 #pragma unroll
   for (int half = 0; half < 2; ++half) {  // feature rows row, row + 8
-    const uint2 words = reinterpret_cast<const uint2*>(packed + (row + 8 * half) * (kWgmmaDepth / 2))[j];
+    const uint2 words = *reinterpret_cast<const uint2*>(packed + packed_offset<false>(row + 8 * half, 8 * j));
     const float scale = absmax((row + 8 * half) * 2 + j / 2, row + 8 * half, j / 2);
     const uint32_t gathered = __byte_perm(words.x, words.y, select);  // bytes 0, 1: depth 2t.., 2t+8..
     const uint32_t high = high_nibble_offsets(gathered), low = low_nibble_offsets(gathered);
@@ -297,7 +312,7 @@ __device__ __forceinline__ void weight_fragment(const uint8_t* packed, const Abs
 #pragma unroll
   for (int member = 0; member < 4; ++member) {
     const int depth = 16 * j + 2 * t + (member % 2) + 8 * (member / 2);
-    const uint2 words = reinterpret_cast<const uint2*>(packed + depth * Chunks::kRowBytes)[word_pair];
+    const uint2 words = *reinterpret_cast<const uint2*>(packed + packed_offset<true>(depth, 8 * word_pair));
     const float scale = absmax(depth * Chunks::kChunksPerRow + chunk, depth, chunk);
     float* target = member / 2 == 0 ? low[member % 2] : high[member % 2];
     target[0] = value(offsets(words.x), scale);
