@@ -80,7 +80,7 @@ void expert_gemm(const ExpertGemmProblem& problem, void* stream_handle) {
     const ExpertSchedule wide = expert_schedule_at(scratch.at(forward.wgmma_schedule), shape.experts, kWgmmaTokens);
     launch_expert_schedule(common.group_end, common.group_end_is_int64, shape.rows, wide, stream);
     launch_wgmma_gemm(common.activation_type, b_transposed, gemm, wide, shape.rows, shape.experts, stream);
-  } else if (decode) launch_decode_gemm(common.activation_type, gemm, row_tiles, stream);
+  } else if (decode) launch_decode_gemm(common.activation_type, b_transposed, gemm, row_tiles, stream);
   else launch_dequant_gemm(common.activation_type, b_transposed, gemm, row_tiles, stream);
 }
 

@@ -15,10 +15,11 @@ namespace moeq::cuda {
 void launch_dequant_gemm(ScalarType activation, bool b_transposed, const RowsGemmParams& params,
                          int64_t row_tiles, cudaStream_t stream);
 
-// The decode GEMM (y = x W^T + s (x A^T) B^T over a schedule of kDecodeRowTile-row
-// tiles) and the calls it serves: W stored [E, N, K], 16-bit activations, aligned rows and weight.
+// The decode GEMMs (y = x W^T + s (x A^T) B^T over a schedule of kDecodeRowTile-row
+// tiles) and the calls they serve: W stored [E, N, K] or (b_transposed) [E, K, N],
+// 16-bit activations, aligned rows and weight.
 bool decode_gemm_serves(ScalarType activation, bool b_transposed, const RowsGemmParams& params);
-void launch_decode_gemm(ScalarType activation, const RowsGemmParams& params, int64_t row_tiles,
+void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemmParams& params, int64_t row_tiles,
                         cudaStream_t stream);
 
 // The Hopper GEMM (wgmma_gemm.cuh) for y = x W^T + s (x A^T) B^T: whether it serves

@@ -1,0 +1,184 @@
+// The decode GEMM for weights stored [E, K, N] (gpt-oss: blocks along the output
+// features), computed transposed like decode_gemm.cuh: y^T = W^T x^T with the
+// output features on mma's M side and a tile's token rows on n8. The packed bytes
+// run along the features, so a lane reads 8 bytes (16 features) of each of the
+// four depth rows its mma fragments need (k = 2t, 2t + 1, 2t + 8, 2t + 9 of each
+// k16 step): byte i of those rows gives m16 tile i both its rows, the high nibble
+// (feature 2i) for row g and the low one (feature 2i + 1) for row g + 8. The
+// features' order inside a tile is free (the epilogue maps it back), the depth
+// order is mma's own, so x's B fragments are plain 32-bit reads.
+#pragma once
+
+#include "decode_gemm.cuh"
+
+namespace moeq::cuda {
+
+constexpr int kDecodeTransposedWarpCols = 128;  // 8 lanes (g) x 16 features
+constexpr int kDecodeTransposedCols = kDecodeWarps * kDecodeTransposedWarpCols;
+// k16 steps whose loads a warp issues before it consumes the first: 4 x 4 8-byte
+// weight reads per lane, 4 KB per warp, ~48 KB per SM at 3 blocks (the 168-register
+// bound; at 128 the loads spilled beside the two n8 tiles' 64 accumulators).
+constexpr int kDecodeTransposedStepsInFlight = 4;
+
+namespace decode_detail {
+
+// One k16 step of loads for one lane: its 16 features in depth rows 2t, 2t + 1,
+// 2t + 8, 2t + 9 (slot m: 2t + m % 2 + 8 (m / 2)) with their chunk's absmax, and
+// the B registers of kRowGroups token rows.
+template <int kRowGroups>
+struct TransposedStepLoads {
+  uint2 weight[4];
+  float absmax[4];
+  uint32_t x[kRowGroups][2];
+};
+
+// x[row][depth], x[row][depth + 1] as one B register, zeros at and past `depth_end`
+// (never read: past K the next row's values could be anything).
+template <class Activation>
+__device__ __forceinline__ uint32_t x_pair(const Activation* row, int64_t depth, int64_t depth_end) {
+  const unsigned short* elements = reinterpret_cast<const unsigned short*>(row);
+  if (depth + 1 < depth_end) return __ldg(reinterpret_cast<const uint32_t*>(elements + depth));
+  if (depth < depth_end) return __ldg(elements + depth);
+  return 0u;
+}
+
+// code[nibble] * absmax for the high (kHigh) or low nibble of byte `byte` of `v`.
+template <bool kHigh>
+__device__ __forceinline__ float weight_value(const uint2& v, int byte, float absmax, const float (&code)[16]) {
+  const uint32_t bits = (byte < 4 ? v.x : v.y) >> (8 * (byte % 4));
+  return code[kHigh ? (bits >> 4) & 15u : bits & 15u] * absmax;
+}
+
+template <class Activation, bool kLora, int kRowGroups>
+__device__ __forceinline__ void decode_transposed_tile(const RowsGemmParams& p, const float (&code)[16],
+                                                       int32_t expert, int64_t row0, int64_t row_end) {
+  using Element = typename OperandOf<Activation>::Element;
+  const int lane = threadIdx.x % 32;
+  const int g = lane / 4;
+  const int t = lane % 4;
+  const QuantWeightView& w = p.weight;  // [E, K, N]: dim1 = K = depth, dim2 = N
+  // This lane's 16 features: m16 tile i holds feature lane_col0 + 2i (row g) and
+  // lane_col0 + 2i + 1 (row g + 8). N is whole blocks of >= 32, so the 16 are all
+  // inside or all outside, and in one absmax block.
+  const int64_t lane_col0 = static_cast<int64_t>(blockIdx.y) * kDecodeTransposedCols +
+                            threadIdx.x / 32 * kDecodeTransposedWarpCols + 16 * g;
+  const bool col_valid = lane_col0 < w.dim2;
+  const Activation* x_row[kRowGroups];
+  bool row_valid[kRowGroups];
+#pragma unroll
+  for (int group = 0; group < kRowGroups; ++group) {
+    const int64_t row = row0 + g + 8 * group;
+    row_valid[group] = row < row_end;
+    x_row[group] = static_cast<const Activation*>(p.rows.data) + (row_valid[group] ? row : row0) * p.rows.ld;
+  }
+
+  float acc[8][kRowGroups][4] = {};  // [m16 tile][n8 tile][fragment]
+  const int64_t steps = (p.depth + 15) / 16;
+  for (int64_t step0 = 0; step0 < steps; step0 += kDecodeTransposedStepsInFlight) {
+    TransposedStepLoads<kRowGroups> loads[kDecodeTransposedStepsInFlight];
+#pragma unroll
+    for (int u = 0; u < kDecodeTransposedStepsInFlight; ++u) {
+      const int64_t k0 = (step0 + u) * 16;
+#pragma unroll
+      for (int m = 0; m < 4; ++m) {
+        const int64_t depth = k0 + 2 * t + m % 2 + 8 * (m / 2);
+        const bool load = col_valid && step0 + u < steps && depth < p.depth;
+        const int64_t flat = (expert * w.dim1 + depth) * w.dim2 + lane_col0;
+        loads[u].weight[m] = load ? __ldg(reinterpret_cast<const uint2*>(w.packed + flat / 2)) : make_uint2(0, 0);
+        loads[u].absmax[m] = load ? block_absmax(w, flat >> w.blocksize_log2) : 0.0f;
+      }
+#pragma unroll
+      for (int group = 0; group < kRowGroups; ++group)
+#pragma unroll
+        for (int half = 0; half < 2; ++half)
+          loads[u].x[group][half] = row_valid[group] && step0 + u < steps
+                                        ? x_pair(x_row[group], k0 + 2 * t + 8 * half, p.depth)
+                                        : 0u;
+    }
+#pragma unroll
+    for (int u = 0; u < kDecodeTransposedStepsInFlight; ++u) {
+      const TransposedStepLoads<kRowGroups>& l = loads[u];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        // Registers: (row g, k 2t..2t+1), (row g + 8, same k), (row g, k 2t+8..), (row g + 8, ..).
+        const uint32_t a[4] = {
+            round_pair<Element>(weight_value<true>(l.weight[0], i, l.absmax[0], code),
+                                weight_value<true>(l.weight[1], i, l.absmax[1], code)),
+            round_pair<Element>(weight_value<false>(l.weight[0], i, l.absmax[0], code),
+                                weight_value<false>(l.weight[1], i, l.absmax[1], code)),
+            round_pair<Element>(weight_value<true>(l.weight[2], i, l.absmax[2], code),
+                                weight_value<true>(l.weight[3], i, l.absmax[3], code)),
+            round_pair<Element>(weight_value<false>(l.weight[2], i, l.absmax[2], code),
+                                weight_value<false>(l.weight[3], i, l.absmax[3], code))};
+#pragma unroll
+        for (int group = 0; group < kRowGroups; ++group) mma_m16n8k16<Element>(acc[i][group], a, l.x[group]);
+      }
+    }
+  }
+
+  if constexpr (kLora) {
+    // + s (x A^T) B^T as rank steps of 16 (standard k order), A = B's rows for this
+    // lane's features, both operands rounded to the operand type.
+    auto lora_b = [&](int64_t col, int64_t j) {
+      if (col >= p.cols || j >= p.rank) return 0.0f;
+      const StridedView& v = p.lora_weight;
+      return load_as_float(v.data, v.type, expert * v.expert_stride + col * v.index_stride + j * v.depth_stride);
+    };
+    auto scaled_x_lora_a = [&](int group, int64_t j) {
+      const int64_t row = row0 + g + 8 * group;
+      if (!row_valid[group] || j >= p.rank) return 0.0f;
+      return p.lora_scale *
+             load_as_float(p.lora_rows.data, p.lora_rows.type, row * p.lora_rows.index_stride + j * p.lora_rows.depth_stride);
+    };
+    for (int64_t j0 = 0; j0 < p.rank; j0 += 16) {
+      const int64_t j = j0 + 2 * t;
+      uint32_t b[kRowGroups][2];
+#pragma unroll
+      for (int group = 0; group < kRowGroups; ++group) {
+        b[group][0] = round_pair<Element>(scaled_x_lora_a(group, j), scaled_x_lora_a(group, j + 1));
+        b[group][1] = round_pair<Element>(scaled_x_lora_a(group, j + 8), scaled_x_lora_a(group, j + 9));
+      }
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const int64_t col = lane_col0 + 2 * i;
+        const uint32_t a[4] = {round_pair<Element>(lora_b(col, j), lora_b(col, j + 1)),
+                               round_pair<Element>(lora_b(col + 1, j), lora_b(col + 1, j + 1)),
+                               round_pair<Element>(lora_b(col, j + 8), lora_b(col, j + 9)),
+                               round_pair<Element>(lora_b(col + 1, j + 8), lora_b(col + 1, j + 9))};
+#pragma unroll
+        for (int group = 0; group < kRowGroups; ++group) mma_m16n8k16<Element>(acc[i][group], a, b[group]);
+      }
+    }
+  }
+
+  // Accumulator (i, group, q): feature lane_col0 + 2i + q / 2 (row g or g + 8 of
+  // tile i), token row 8 group + 2t + q % 2 of the tile.
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int group = 0; group < kRowGroups; ++group)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int64_t col = lane_col0 + 2 * i + q / 2;
+        const int64_t row = row0 + 8 * group + 2 * t + q % 2;
+        if (row < row_end && col < p.cols) p.out.store(0, row, col, acc[i][group][q]);
+      }
+}
+
+}  // namespace decode_detail
+
+template <class Activation, bool kLora>
+__global__ void __launch_bounds__(kDecodeThreads, 3) decode_gemm_transposed_kernel(const RowsGemmParams p) {
+  static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
+  __shared__ float code[16];  // a constant shared address: one LDS per lookup
+
+  int32_t expert;
+  int64_t row0, row_end;
+  if (!find_row_tile(p.schedule, blockIdx.x, kDecodeRowTile, &expert, &row0, &row_end)) return;
+  if (threadIdx.x < 16) code[threadIdx.x] = code_value(p.weight.format, threadIdx.x);
+  __syncthreads();
+  if (row_end - row0 <= 8) decode_detail::decode_transposed_tile<Activation, kLora, 1>(p, code, expert, row0, row_end);
+  else decode_detail::decode_transposed_tile<Activation, kLora, 2>(p, code, expert, row0, row_end);
+}
+
+}  // namespace moeq::cuda
