@@ -57,6 +57,48 @@ __device__ __forceinline__ uint32_t weight_pair(const uint4& vector, int byte, f
   return round_pair<Element>(code[(bits >> 4) & 15u] * absmax, code[bits & 15u] * absmax);
 }
 
+// LoRA's + s (x A^T) B^T in the decode kernels, through the same accumulators:
+// rank steps of 16 in mma's own k order, A = B's rows for the tile's features and
+// B = (s x A^T)^T, both rounded to the operand type (as the Hopper GEMM does).
+// feature(i, half) is the weight feature of row g (half 0) or g + 8 of m16 tile i.
+template <class Element, int kTiles, int kRowGroups, class Feature>
+__device__ __forceinline__ void add_lora_rank_steps(const RowsGemmParams& p, int32_t expert, int64_t row0,
+                                                    const bool (&row_valid)[kRowGroups], Feature feature,
+                                                    float (&acc)[kTiles][kRowGroups][4]) {
+  const int g = threadIdx.x % 32 / 4;
+  const int t = threadIdx.x % 4;
+  auto lora_b = [&](int64_t col, int64_t j) {
+    if (col >= p.cols || j >= p.rank) return 0.0f;
+    const StridedView& v = p.lora_weight;
+    return load_as_float(v.data, v.type, expert * v.expert_stride + col * v.index_stride + j * v.depth_stride);
+  };
+  auto scaled_x_lora_a = [&](int group, int64_t j) {
+    const int64_t row = row0 + g + 8 * group;
+    if (!row_valid[group] || j >= p.rank) return 0.0f;
+    return p.lora_scale *
+           load_as_float(p.lora_rows.data, p.lora_rows.type, row * p.lora_rows.index_stride + j * p.lora_rows.depth_stride);
+  };
+  for (int64_t j0 = 0; j0 < p.rank; j0 += 16) {
+    const int64_t j = j0 + 2 * t;
+    uint32_t b[kRowGroups][2];
+#pragma unroll
+    for (int group = 0; group < kRowGroups; ++group) {
+      b[group][0] = round_pair<Element>(scaled_x_lora_a(group, j), scaled_x_lora_a(group, j + 1));
+      b[group][1] = round_pair<Element>(scaled_x_lora_a(group, j + 8), scaled_x_lora_a(group, j + 9));
+    }
+#pragma unroll
+    for (int i = 0; i < kTiles; ++i) {
+      const int64_t first = feature(i, 0), second = feature(i, 1);
+      const uint32_t a[4] = {round_pair<Element>(lora_b(first, j), lora_b(first, j + 1)),
+                             round_pair<Element>(lora_b(second, j), lora_b(second, j + 1)),
+                             round_pair<Element>(lora_b(first, j + 8), lora_b(first, j + 9)),
+                             round_pair<Element>(lora_b(second, j + 8), lora_b(second, j + 9))};
+#pragma unroll
+      for (int group = 0; group < kRowGroups; ++group) mma_m16n8k16<Element>(acc[i][group], a, b[group]);
+    }
+  }
+}
+
 template <class Activation, bool kLora, int kRowGroups>
 __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const float (&code)[16], int32_t expert,
                                             int64_t row0, int64_t row_end) {
@@ -136,39 +178,8 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const float
   }
 
   if constexpr (kLora) {
-    // + s (x A^T) B^T as rank steps of 16 through the same accumulators, in the
-    // standard k order: A = B's rows (weight column, rank), B = (s x A^T)^T, both
-    // rounded to the operand type (as the Hopper GEMM does).
-    auto lora_b = [&](int64_t col, int64_t j) {
-      if (col >= p.cols || j >= p.rank) return 0.0f;
-      const StridedView& v = p.lora_weight;
-      return load_as_float(v.data, v.type, expert * v.expert_stride + col * v.index_stride + j * v.depth_stride);
-    };
-    auto scaled_x_lora_a = [&](int group, int64_t j) {
-      const int64_t row = row0 + g + 8 * group;
-      if (!row_valid[group] || j >= p.rank) return 0.0f;
-      return p.lora_scale *
-             load_as_float(p.lora_rows.data, p.lora_rows.type, row * p.lora_rows.index_stride + j * p.lora_rows.depth_stride);
-    };
-    for (int64_t j0 = 0; j0 < p.rank; j0 += 16) {
-      const int64_t j = j0 + 2 * t;
-      uint32_t b[kRowGroups][2];
-#pragma unroll
-      for (int group = 0; group < kRowGroups; ++group) {
-        b[group][0] = round_pair<Element>(scaled_x_lora_a(group, j), scaled_x_lora_a(group, j + 1));
-        b[group][1] = round_pair<Element>(scaled_x_lora_a(group, j + 8), scaled_x_lora_a(group, j + 9));
-      }
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        const int64_t col = warp_col0 + 16 * i + g;
-        const uint32_t a[4] = {round_pair<Element>(lora_b(col, j), lora_b(col, j + 1)),
-                               round_pair<Element>(lora_b(col + 8, j), lora_b(col + 8, j + 1)),
-                               round_pair<Element>(lora_b(col, j + 8), lora_b(col, j + 9)),
-                               round_pair<Element>(lora_b(col + 8, j + 8), lora_b(col + 8, j + 9))};
-#pragma unroll
-        for (int group = 0; group < kRowGroups; ++group) mma_m16n8k16<Element>(acc[i][group], a, b[group]);
-      }
-    }
+    add_lora_rank_steps<Element>(p, expert, row0, row_valid,
+                                 [&](int i, int half) { return warp_col0 + 16 * i + g + 8 * half; }, acc);
   }
 
   // Accumulator (i, group, q): weight column 16i + g + 8 (q / 2) of the warp, token

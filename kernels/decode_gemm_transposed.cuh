@@ -117,38 +117,8 @@ __device__ __forceinline__ void decode_transposed_tile(const RowsGemmParams& p, 
   }
 
   if constexpr (kLora) {
-    // + s (x A^T) B^T as rank steps of 16 (standard k order), A = B's rows for this
-    // lane's features, both operands rounded to the operand type.
-    auto lora_b = [&](int64_t col, int64_t j) {
-      if (col >= p.cols || j >= p.rank) return 0.0f;
-      const StridedView& v = p.lora_weight;
-      return load_as_float(v.data, v.type, expert * v.expert_stride + col * v.index_stride + j * v.depth_stride);
-    };
-    auto scaled_x_lora_a = [&](int group, int64_t j) {
-      const int64_t row = row0 + g + 8 * group;
-      if (!row_valid[group] || j >= p.rank) return 0.0f;
-      return p.lora_scale *
-             load_as_float(p.lora_rows.data, p.lora_rows.type, row * p.lora_rows.index_stride + j * p.lora_rows.depth_stride);
-    };
-    for (int64_t j0 = 0; j0 < p.rank; j0 += 16) {
-      const int64_t j = j0 + 2 * t;
-      uint32_t b[kRowGroups][2];
-#pragma unroll
-      for (int group = 0; group < kRowGroups; ++group) {
-        b[group][0] = round_pair<Element>(scaled_x_lora_a(group, j), scaled_x_lora_a(group, j + 1));
-        b[group][1] = round_pair<Element>(scaled_x_lora_a(group, j + 8), scaled_x_lora_a(group, j + 9));
-      }
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const int64_t col = lane_col0 + 2 * i;
-        const uint32_t a[4] = {round_pair<Element>(lora_b(col, j), lora_b(col, j + 1)),
-                               round_pair<Element>(lora_b(col + 1, j), lora_b(col + 1, j + 1)),
-                               round_pair<Element>(lora_b(col, j + 8), lora_b(col, j + 9)),
-                               round_pair<Element>(lora_b(col + 1, j + 8), lora_b(col + 1, j + 9))};
-#pragma unroll
-        for (int group = 0; group < kRowGroups; ++group) mma_m16n8k16<Element>(acc[i][group], a, b[group]);
-      }
-    }
+    add_lora_rank_steps<Element>(p, expert, row0, row_valid,
+                                 [&](int i, int half) { return lane_col0 + 2 * i + half; }, acc);
   }
 
   // Accumulator (i, group, q): feature lane_col0 + 2i + q / 2 (row g or g + 8 of
