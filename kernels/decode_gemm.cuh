@@ -11,6 +11,7 @@
 #include "dequant_tile.cuh"
 #include "expert_rows_gemm.cuh"
 #include "mma_sync.cuh"
+#include "vector_io.cuh"
 
 namespace moeq::cuda {
 
@@ -42,10 +43,6 @@ struct MacroLoads {
   float absmax[4];
   uint4 x[kRowGroups][4];
 };
-
-__device__ __forceinline__ uint32_t word_of(const uint4& vector, int index) {
-  return index == 0 ? vector.x : index == 1 ? vector.y : index == 2 ? vector.z : vector.w;
-}
 
 // The bf16/f16 pair (code[high nibble] * absmax, code[low nibble] * absmax) of byte
 // `byte` (0..15) of a weight vector: the high nibble is the earlier depth, the low
