@@ -276,19 +276,20 @@ __device__ __forceinline__ uint32_t gather_bytes(uint32_t w0, uint32_t w1, uint3
 // accumulators: ptxas then serializes wgmma).
 // Not transposed: byte 8j + t of a feature row holds depth 16j + 2t, 2t+1 and byte
 // 8j + 4 + t holds depth 16j + 2t + 8, 2t + 9: byte t of words 2j and 2j + 1.
-template <class Element, class Absmax>
-__device__ __forceinline__ void weight_fragment(const uint8_t* packed, const Absmax& absmax, int row, int j,
-                                                const uint8_t* code, uint32_t (&a)[4], std::false_type) {
+// scale[half]: the absmax of rows row + 8 half in the 32-deep chunk j / 2, which the
+// chunk's two k16 steps share (the caller decodes it once per chunk).
+template <class Element>
+__device__ __forceinline__ void weight_fragment(const uint8_t* packed, const float (&scale)[2], int row, int j,
+                                                const uint8_t* code, uint32_t (&a)[4]) {
   const int t = threadIdx.x % 4;
   const uint32_t select = static_cast<uint32_t>(t | (t + 4) << 4);
 #pragma unroll
   for (int half = 0; half < 2; ++half) {  // feature rows row, row + 8
     const uint2 words = *reinterpret_cast<const uint2*>(packed + packed_offset<false>(row + 8 * half, 8 * j));
-    const float scale = absmax((row + 8 * half) * 2 + j / 2, row + 8 * half, j / 2);
     const uint32_t gathered = __byte_perm(words.x, words.y, select);  // bytes 0, 1: depth 2t.., 2t+8..
     const uint32_t high = high_nibble_offsets(gathered), low = low_nibble_offsets(gathered);
 #pragma unroll
-    for (int k = 0; k < 2; ++k) a[half + 2 * k] = dequantized_pair<Element>(high, low, k, scale, code);
+    for (int k = 0; k < 2; ++k) a[half + 2 * k] = dequantized_pair<Element>(high, low, k, scale[half], code);
   }
 }
 
@@ -296,8 +297,8 @@ __device__ __forceinline__ void weight_fragment(const uint8_t* packed, const Abs
 // depth row, and row + 8 lies 4 bytes further in the same word pair; both share
 // the 32-feature chunk row / 32, so each depth row has one absmax for the fragment.
 template <class Element, class Absmax>
-__device__ __forceinline__ void weight_fragment(const uint8_t* packed, const Absmax& absmax, int row, int j,
-                                                const uint8_t* code, uint32_t (&a)[4], std::true_type) {
+__device__ __forceinline__ void transposed_weight_fragment(const uint8_t* packed, const Absmax& absmax, int row,
+                                                           int j, const uint8_t* code, uint32_t (&a)[4]) {
   using Chunks = StageChunks<true>;
   const int t = threadIdx.x % 4;
   const bool high_nibble = row % 2 == 0;
@@ -487,6 +488,7 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
   // Dequantizes k16 step `j` of step `step` into `a`; k16 step 0 first waits for
   // the step's stage. Stage `step` of this tile is the block's stage counter + step
   // (slot and phase).
+  float chunk_scale[2];  // not transposed: this thread's rows' absmax of the current 32-deep chunk
   auto dequantize_k16 = [&](int64_t step, int j, uint32_t(&a)[4]) {
     const StageCount stage = counter + static_cast<StageCount>(step);
     const int slot = stage_slot(stage);
@@ -498,8 +500,16 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
       const int64_t d2 = (kTransposed ? feature0 : k0) + chunk * kChunkElements;
       return decode(smem.absmax[slot], smem.codes[slot], index, d1, d2);
     };
-    weight_fragment<Element>(smem.packed[slot], absmax, row, j, reinterpret_cast<const uint8_t*>(code), a,
-                             std::integral_constant<bool, kTransposed>{});
+    const uint8_t* table = reinterpret_cast<const uint8_t*>(code);
+    if constexpr (kTransposed) {
+      transposed_weight_fragment<Element>(smem.packed[slot], absmax, row, j, table, a);
+    } else {
+      if (j % 2 == 0)
+#pragma unroll
+        for (int half = 0; half < 2; ++half)
+          chunk_scale[half] = absmax((row + 8 * half) * 2 + j / 2, row + 8 * half, j / 2);
+      weight_fragment<Element>(smem.packed[slot], chunk_scale, row, j, table, a);
+    }
   };
   // Issues the product of k16 step `j` of step `step` as one commit group.
   auto issue_k16 = [&](int64_t step, int j, const uint32_t(&a)[4]) {
