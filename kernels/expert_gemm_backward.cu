@@ -15,7 +15,7 @@ namespace {
 struct BackwardPlan {
   WorkspacePlan plan;
   size_t schedule = 0;
-  size_t wgmma_schedule = 0;  // the Hopper GEMM's kWgmmaTokens-row tiles
+  size_t gemm_schedule = 0;  // grad_x's own tiles: the Hopper GEMM's or the decode GEMM's
   size_t grad_y_lora_b = 0;  // g = dY B, float32 [M, r]
   size_t x_lora_a = 0;       // xa = x A^T, float32 [M, r]
   bool need_grad_y_lora_b = false;
@@ -27,7 +27,7 @@ BackwardPlan plan_backward(const ExpertGemmGradProblem& problem) {
   const size_t rank_matrix_bytes = static_cast<size_t>(shape.rows * shape.rank) * sizeof(float);
   BackwardPlan backward;
   backward.schedule = backward.plan.add(expert_schedule_bytes(shape.experts));
-  backward.wgmma_schedule = backward.plan.add(expert_schedule_bytes(shape.experts));
+  backward.gemm_schedule = backward.plan.add(expert_schedule_bytes(shape.experts));
   backward.need_grad_y_lora_b =
       shape.rank > 0 && (problem.grad_x.present() || problem.grad_lora_a.present());
   if (backward.need_grad_y_lora_b) backward.grad_y_lora_b = backward.plan.add(rank_matrix_bytes);
@@ -89,9 +89,15 @@ void expert_gemm_backward(const ExpertGemmGradProblem& problem, void* stream_han
     const bool training = shape.rows >= kDecodeMeanRows * shape.experts;
     if (training && wgmma_gemm_serves(activation, b_transposed, gemm, shape.rows, shape.experts)) {
       const ExpertSchedule wide =
-          expert_schedule_at(scratch.at(backward.wgmma_schedule), shape.experts, kWgmmaTokens);
+          expert_schedule_at(scratch.at(backward.gemm_schedule), shape.experts, kWgmmaTokens);
       launch_expert_schedule(common.group_end, common.group_end_is_int64, shape.rows, wide, stream);
       launch_wgmma_gemm(activation, b_transposed, gemm, wide, shape.rows, shape.experts, stream);
+    } else if (!training && decode_gemm_serves(activation, b_transposed, gemm)) {
+      // dY W with W read along its output features is the forward's other layout:
+      // the decode GEMM for [E, depth, cols] weights serves [E, N, K], and back.
+      gemm.schedule = expert_schedule_at(scratch.at(backward.gemm_schedule), shape.experts, kDecodeRowTile);
+      launch_expert_schedule(common.group_end, common.group_end_is_int64, shape.rows, gemm.schedule, stream);
+      launch_decode_gemm(activation, b_transposed, gemm, max_row_tiles(shape.rows, gemm.schedule), stream);
     } else {
       launch_dequant_gemm(activation, b_transposed, gemm, row_tiles, stream);
     }
