@@ -4,6 +4,8 @@
 #include "decode_gemm_transposed.cuh"
 #include "expert_gemm_launch.cuh"
 
+#include <algorithm>
+
 namespace moeq::cuda {
 
 bool decode_gemm_serves(ScalarType activation, bool b_transposed, const RowsGemmParams& params) {
@@ -15,17 +17,55 @@ bool decode_gemm_serves(ScalarType activation, bool b_transposed, const RowsGemm
          last_dim % kChunkElements == 0;
 }
 
-void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemmParams& params, int64_t row_tiles,
-                        cudaStream_t stream) {
+namespace {
+
+// Blocks that fill the GPU about twice (4 blocks per SM on 132 SMs): fewer leave
+// its memory system idle, so the depth is split until the grid reaches them.
+constexpr int64_t kDecodeTargetBlocks = 1024;
+// Each split keeps at least this much depth (whole 128-deep macro steps).
+constexpr int64_t kDecodeMinSplitDepth = 512;
+
+int64_t decode_block_cols(bool b_transposed) { return b_transposed ? kDecodeTransposedCols : kDecodeCols; }
+
+// Depth per split: all of it, or whole macro steps such that the grid of (row
+// tiles, column tiles, splits) reaches kDecodeTargetBlocks. Each expert with rows
+// has a tile, so min(experts, rows) estimates the tiles of a decode-sized call.
+int64_t decode_split_depth(bool b_transposed, int64_t rows, int64_t experts, int64_t depth, int64_t cols) {
+  const int64_t tiles = std::max<int64_t>(1, std::min(experts, rows));
+  const int64_t col_tiles = (cols + decode_block_cols(b_transposed) - 1) / decode_block_cols(b_transposed);
+  const int64_t wanted = (kDecodeTargetBlocks + tiles * col_tiles - 1) / (tiles * col_tiles);
+  const int64_t splits = std::min(wanted, depth / kDecodeMinSplitDepth);
+  if (splits <= 1) return depth;
+  const int64_t per_split = (depth + splits - 1) / splits;
+  return (per_split + kDecodeMacroDepth - 1) / kDecodeMacroDepth * kDecodeMacroDepth;
+}
+
+}  // namespace
+
+size_t decode_gemm_workspace_bytes(bool b_transposed, int64_t rows, int64_t experts, int64_t depth, int64_t cols) {
+  const int64_t split_depth = decode_split_depth(b_transposed, rows, experts, depth, cols);
+  if (split_depth >= depth) return 0;
+  const int64_t splits = (depth + split_depth - 1) / split_depth;
+  return static_cast<size_t>(splits * rows * cols) * sizeof(float);
+}
+
+void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemmParams& params, int64_t rows,
+                        int64_t row_tiles, float* split_partials, cudaStream_t stream) {
   if (params.schedule.row_tile != kDecodeRowTile)
     fail(MOEQ_ERR_INTERNAL, "decode_gemm_kernel: schedule of " + std::to_string(params.schedule.row_tile) +
                                 "-row tiles");
-  const int64_t block_cols = b_transposed ? kDecodeTransposedCols : kDecodeCols;
-  const int64_t col_tiles = (params.cols + block_cols - 1) / block_cols;
+  const int64_t col_tiles = (params.cols + decode_block_cols(b_transposed) - 1) / decode_block_cols(b_transposed);
   if (row_tiles == 0 || col_tiles == 0) return;
-  const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(col_tiles));
+  SplitPartials split{nullptr, rows, params.cols, params.depth};
+  if (split_partials != nullptr) {
+    split.split_depth = decode_split_depth(b_transposed, rows, params.schedule.experts, params.depth, params.cols);
+    if (split.split_depth < params.depth) split.partials = split_partials;
+    else split.split_depth = params.depth;
+  }
+  const int64_t splits = (params.depth + split.split_depth - 1) / split.split_depth;
+  const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(col_tiles), static_cast<unsigned>(splits));
   const auto launch = [&](auto kernel) {
-    kernel<<<grid, kDecodeThreads, 0, stream>>>(params);
+    kernel<<<grid, kDecodeThreads, 0, stream>>>(params, split);
     check_launch(b_transposed ? "decode_gemm_transposed_kernel" : "decode_gemm_kernel");
   };
   const auto launch_for = [&](auto tag) {
@@ -40,6 +80,7 @@ void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemm
   };
   if (activation == ScalarType::Float16) launch_for(Float16Bits{});
   else launch_for(BFloat16Bits{});
+  if (split.split()) launch_split_reduce(params.schedule, params.out, split, splits, row_tiles, stream);
 }
 
 }  // namespace moeq::cuda

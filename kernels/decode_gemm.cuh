@@ -11,7 +11,10 @@
 #include "dequant_tile.cuh"
 #include "expert_rows_gemm.cuh"
 #include "mma_sync.cuh"
+#include "split_partials.cuh"
 #include "vector_io.cuh"
+
+#include <algorithm>
 
 namespace moeq::cuda {
 
@@ -27,6 +30,13 @@ constexpr int kDecodeMacroDepth = 128;
 constexpr int kDecodeMacroInFlight = 2;
 
 namespace decode_detail {
+
+// The tile's sum for (row, col): the output, or split blockIdx.z's partial.
+__device__ __forceinline__ void store_sum(const RowsGemmParams& p, const SplitPartials& split, int64_t row,
+                                          int64_t col, float value) {
+  if (split.split()) split.at(blockIdx.z, row, col) = value;
+  else p.out.store(0, row, col, value);
+}
 
 // Depth order. Lane (g = lane / 4, t = lane % 4) holds depth 32t .. 32t + 31 of a
 // macro step. The dot product does not care in which order depth is summed, so k16
@@ -96,9 +106,12 @@ __device__ __forceinline__ void add_lora_rank_steps(const RowsGemmParams& p, int
   }
 }
 
+// Depth [split_depth * blockIdx.z, + split_depth) of the tile (SplitPartials); the
+// LoRA term goes with split 0.
 template <class Activation, bool kLora, int kRowGroups>
-__device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const float (&code)[16], int32_t expert,
-                                            int64_t row0, int64_t row_end) {
+__device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const SplitPartials& split,
+                                            const float (&code)[16], int32_t expert, int64_t row0,
+                                            int64_t row_end) {
   using Element = typename OperandOf<Activation>::Element;
   const int lane = threadIdx.x % 32;
   const int g = lane / 4;
@@ -127,14 +140,16 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const float
   }
 
   float acc[2][kRowGroups][4] = {};  // [m16 tile][n8 tile][fragment]
-  const int64_t macro_steps = (p.depth + kDecodeMacroDepth - 1) / kDecodeMacroDepth;
-  for (int64_t macro0 = 0; macro0 < macro_steps; macro0 += kDecodeMacroInFlight) {
+  const int64_t depth_begin = blockIdx.z * split.split_depth;
+  const int64_t depth_end = std::min(p.depth, depth_begin + split.split_depth);
+  const int64_t macro_steps = (depth_end + kDecodeMacroDepth - 1) / kDecodeMacroDepth;
+  for (int64_t macro0 = depth_begin / kDecodeMacroDepth; macro0 < macro_steps; macro0 += kDecodeMacroInFlight) {
     MacroLoads<kRowGroups> loads[kDecodeMacroInFlight];
 #pragma unroll
     for (int u = 0; u < kDecodeMacroInFlight; ++u) {
       const int64_t depth0 = (macro0 + u) * kDecodeMacroDepth;
       // K is a multiple of 32, so the lane's 32 values are all in or all out.
-      const bool present = macro0 + u < macro_steps && depth0 + 32 * t < p.depth;
+      const bool present = macro0 + u < macro_steps && depth0 + 32 * t < depth_end;
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         const int64_t flat = column_flat[c] + depth0;
@@ -175,8 +190,9 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const float
   }
 
   if constexpr (kLora) {
-    add_lora_rank_steps<Element>(p, expert, row0, row_valid,
-                                 [&](int i, int half) { return warp_col0 + 16 * i + g + 8 * half; }, acc);
+    if (blockIdx.z == 0)
+      add_lora_rank_steps<Element>(p, expert, row0, row_valid,
+                                   [&](int i, int half) { return warp_col0 + 16 * i + g + 8 * half; }, acc);
   }
 
   // Accumulator (i, group, q): weight column 16i + g + 8 (q / 2) of the warp, token
@@ -189,14 +205,15 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const float
       for (int q = 0; q < 4; ++q) {
         const int64_t col = warp_col0 + 16 * i + g + 8 * (q / 2);
         const int64_t row = row0 + 8 * group + 2 * t + q % 2;
-        if (row < row_end && col < p.cols) p.out.store(0, row, col, acc[i][group][q]);
+        if (row < row_end && col < p.cols) store_sum(p, split, row, col, acc[i][group][q]);
       }
 }
 
 }  // namespace decode_detail
 
 template <class Activation, bool kLora>
-__global__ void __launch_bounds__(kDecodeThreads, 4) decode_gemm_kernel(const RowsGemmParams p) {
+__global__ void __launch_bounds__(kDecodeThreads, 4) decode_gemm_kernel(const RowsGemmParams p,
+                                                                        const SplitPartials split) {
   static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
   // A constant shared address, so each lookup is one LDS at [nibble * 4 + constant].
   __shared__ float code[16];
@@ -208,8 +225,8 @@ __global__ void __launch_bounds__(kDecodeThreads, 4) decode_gemm_kernel(const Ro
   __syncthreads();
   // Uniform per block: a tile of at most 8 rows (row_end is the expert's end) needs
   // one n8 tile of rows.
-  if (row_end - row0 <= 8) decode_detail::decode_tile<Activation, kLora, 1>(p, code, expert, row0, row_end);
-  else decode_detail::decode_tile<Activation, kLora, 2>(p, code, expert, row0, row_end);
+  if (row_end - row0 <= 8) decode_detail::decode_tile<Activation, kLora, 1>(p, split, code, expert, row0, row_end);
+  else decode_detail::decode_tile<Activation, kLora, 2>(p, split, code, expert, row0, row_end);
 }
 
 }  // namespace moeq::cuda

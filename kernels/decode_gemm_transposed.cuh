@@ -50,8 +50,9 @@ __device__ __forceinline__ float weight_value(const uint2& v, int byte, float ab
 }
 
 template <class Activation, bool kLora, int kRowGroups>
-__device__ __forceinline__ void decode_transposed_tile(const RowsGemmParams& p, const float (&code)[16],
-                                                       int32_t expert, int64_t row0, int64_t row_end) {
+__device__ __forceinline__ void decode_transposed_tile(const RowsGemmParams& p, const SplitPartials& split,
+                                                       const float (&code)[16], int32_t expert, int64_t row0,
+                                                       int64_t row_end) {
   using Element = typename OperandOf<Activation>::Element;
   const int lane = threadIdx.x % 32;
   const int g = lane / 4;
@@ -73,8 +74,11 @@ __device__ __forceinline__ void decode_transposed_tile(const RowsGemmParams& p, 
   }
 
   float acc[8][kRowGroups][4] = {};  // [m16 tile][n8 tile][fragment]
-  const int64_t steps = (p.depth + 15) / 16;
-  for (int64_t step0 = 0; step0 < steps; step0 += kDecodeTransposedStepsInFlight) {
+  // Depth [split_depth * blockIdx.z, + split_depth) (a multiple of 16), as decode_tile.
+  const int64_t depth_begin = blockIdx.z * split.split_depth;
+  const int64_t depth_end = std::min(p.depth, depth_begin + split.split_depth);
+  const int64_t steps = (depth_end + 15) / 16;
+  for (int64_t step0 = depth_begin / 16; step0 < steps; step0 += kDecodeTransposedStepsInFlight) {
     TransposedStepLoads<kRowGroups> loads[kDecodeTransposedStepsInFlight];
 #pragma unroll
     for (int u = 0; u < kDecodeTransposedStepsInFlight; ++u) {
@@ -117,8 +121,9 @@ __device__ __forceinline__ void decode_transposed_tile(const RowsGemmParams& p, 
   }
 
   if constexpr (kLora) {
-    add_lora_rank_steps<Element>(p, expert, row0, row_valid,
-                                 [&](int i, int half) { return lane_col0 + 2 * i + half; }, acc);
+    if (blockIdx.z == 0)
+      add_lora_rank_steps<Element>(p, expert, row0, row_valid,
+                                   [&](int i, int half) { return lane_col0 + 2 * i + half; }, acc);
   }
 
   // Accumulator (i, group, q): feature lane_col0 + 2i + q / 2 (row g or g + 8 of
@@ -131,14 +136,15 @@ __device__ __forceinline__ void decode_transposed_tile(const RowsGemmParams& p, 
       for (int q = 0; q < 4; ++q) {
         const int64_t col = lane_col0 + 2 * i + q / 2;
         const int64_t row = row0 + 8 * group + 2 * t + q % 2;
-        if (row < row_end && col < p.cols) p.out.store(0, row, col, acc[i][group][q]);
+        if (row < row_end && col < p.cols) store_sum(p, split, row, col, acc[i][group][q]);
       }
 }
 
 }  // namespace decode_detail
 
 template <class Activation, bool kLora>
-__global__ void __launch_bounds__(kDecodeThreads, 3) decode_gemm_transposed_kernel(const RowsGemmParams p) {
+__global__ void __launch_bounds__(kDecodeThreads, 3) decode_gemm_transposed_kernel(const RowsGemmParams p,
+                                                                                   const SplitPartials split) {
   static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
   __shared__ float code[16];  // a constant shared address: one LDS per lookup
 
@@ -147,8 +153,9 @@ __global__ void __launch_bounds__(kDecodeThreads, 3) decode_gemm_transposed_kern
   if (!find_row_tile(p.schedule, blockIdx.x, kDecodeRowTile, &expert, &row0, &row_end)) return;
   if (threadIdx.x < 16) code[threadIdx.x] = code_value(p.weight.format, threadIdx.x);
   __syncthreads();
-  if (row_end - row0 <= 8) decode_detail::decode_transposed_tile<Activation, kLora, 1>(p, code, expert, row0, row_end);
-  else decode_detail::decode_transposed_tile<Activation, kLora, 2>(p, code, expert, row0, row_end);
+  if (row_end - row0 <= 8)
+    decode_detail::decode_transposed_tile<Activation, kLora, 1>(p, split, code, expert, row0, row_end);
+  else decode_detail::decode_transposed_tile<Activation, kLora, 2>(p, split, code, expert, row0, row_end);
 }
 
 }  // namespace moeq::cuda

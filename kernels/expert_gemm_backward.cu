@@ -9,6 +9,8 @@
 #include "expert_workspace.cuh"
 #include "wgmma_gemm.cuh"
 
+#include <algorithm>
+
 namespace moeq::cuda {
 namespace {
 
@@ -18,8 +20,10 @@ struct BackwardPlan {
   size_t gemm_schedule = 0;  // grad_x's own tiles: the Hopper GEMM's or the decode GEMM's
   size_t grad_y_lora_b = 0;  // g = dY B, float32 [M, r]
   size_t x_lora_a = 0;       // xa = x A^T, float32 [M, r]
+  size_t split_partials = 0;  // decode-sized projections' and grad_x's depth-split partial sums, in turn
   bool need_grad_y_lora_b = false;
   bool own_x_lora_a = false;
+  bool decode_rows = false;  // few rows per expert: grad_x and the projections take 16-row tiles
 };
 
 BackwardPlan plan_backward(const ExpertGemmGradProblem& problem) {
@@ -33,6 +37,17 @@ BackwardPlan plan_backward(const ExpertGemmGradProblem& problem) {
   if (backward.need_grad_y_lora_b) backward.grad_y_lora_b = backward.plan.add(rank_matrix_bytes);
   backward.own_x_lora_a = problem.grad_lora_b.present() && !problem.x_lora_a.present();
   if (backward.own_x_lora_a) backward.x_lora_a = backward.plan.add(rank_matrix_bytes);
+  backward.decode_rows = shape.rows < kDecodeMeanRows * shape.experts;
+  // The launches run in stream order and each reduces its partials before the next
+  // starts: one region serves them all.
+  const bool b_transposed = problem.common.layout == WeightLayout::ExpertOutIn;
+  if (backward.decode_rows)
+    backward.split_partials = backward.plan.add(std::max(
+        {lora_project_workspace_bytes(shape.rows, shape.out_features, shape.rank),
+         lora_project_workspace_bytes(shape.rows, shape.in_features, shape.rank),
+         problem.grad_x.present() ? decode_gemm_workspace_bytes(b_transposed, shape.rows, shape.experts,
+                                                                 shape.out_features, shape.in_features)
+                                  : size_t{0}}));
   return backward;
 }
 
@@ -56,18 +71,28 @@ void expert_gemm_backward(const ExpertGemmGradProblem& problem, void* stream_han
       expert_schedule_at(scratch.at(backward.schedule), shape.experts, kTrainingRowTile);
   launch_expert_schedule(common.group_end, common.group_end_is_int64, shape.rows, schedule, stream);
   const int64_t row_tiles = max_row_tiles(shape.rows, schedule);
+  // Decode-sized calls: the projections and the decode GEMM over 16-row tiles (the
+  // LoRA gradients keep the 128-row schedule).
+  ExpertSchedule project_schedule = schedule;
+  float* split_partials = nullptr;
+  if (backward.decode_rows) {
+    project_schedule = expert_schedule_at(scratch.at(backward.gemm_schedule), shape.experts, kDecodeRowTile);
+    launch_expert_schedule(common.group_end, common.group_end_is_int64, shape.rows, project_schedule, stream);
+    split_partials = static_cast<float*>(scratch.at(backward.split_partials));
+  }
+  const int64_t project_row_tiles = max_row_tiles(shape.rows, project_schedule);
   const RowsView grad_y_rows = make_rows_view(problem.grad_y, shape.out_features);
   const StridedView g = rank_rows_view(scratch.at(backward.grad_y_lora_b), ScalarType::Float32, shape.rank);
 
   if (backward.need_grad_y_lora_b) {
     RowsGemmParams project{};
-    project.schedule = schedule;
+    project.schedule = project_schedule;
     project.rows = grad_y_rows;
     project.depth = shape.out_features;
     project.cols = shape.rank;
     project.factor = stacked_view(common.lora_b, 2, 1);  // (expert, r, n)
     project.out = OutputView{scratch.at(backward.grad_y_lora_b), ScalarType::Float32, 0, shape.rank, 1};
-    launch_lora_project(activation, project, row_tiles, stream);
+    launch_lora_project(activation, project, shape.rows, project_row_tiles, split_partials, stream);
   }
 
   if (problem.grad_x.present()) {
@@ -86,18 +111,16 @@ void expert_gemm_backward(const ExpertGemmGradProblem& problem, void* stream_han
     gemm.out = matrix_output(problem.grad_x);
     // [E, N, K] contracted over N: the weight's middle dim is the depth.
     const bool b_transposed = common.layout == WeightLayout::ExpertOutIn;
-    const bool training = shape.rows >= kDecodeMeanRows * shape.experts;
-    if (training && wgmma_gemm_serves(activation, b_transposed, gemm, shape.rows, shape.experts)) {
+    if (!backward.decode_rows && wgmma_gemm_serves(activation, b_transposed, gemm, shape.rows, shape.experts)) {
       const ExpertSchedule wide =
           expert_schedule_at(scratch.at(backward.gemm_schedule), shape.experts, kWgmmaTokens);
       launch_expert_schedule(common.group_end, common.group_end_is_int64, shape.rows, wide, stream);
       launch_wgmma_gemm(activation, b_transposed, gemm, wide, shape.rows, shape.experts, stream);
-    } else if (!training && decode_gemm_serves(activation, b_transposed, gemm)) {
+    } else if (backward.decode_rows && decode_gemm_serves(activation, b_transposed, gemm)) {
       // dY W with W read along its output features is the forward's other layout:
       // the decode GEMM for [E, depth, cols] weights serves [E, N, K], and back.
-      gemm.schedule = expert_schedule_at(scratch.at(backward.gemm_schedule), shape.experts, kDecodeRowTile);
-      launch_expert_schedule(common.group_end, common.group_end_is_int64, shape.rows, gemm.schedule, stream);
-      launch_decode_gemm(activation, b_transposed, gemm, max_row_tiles(shape.rows, gemm.schedule), stream);
+      gemm.schedule = project_schedule;
+      launch_decode_gemm(activation, b_transposed, gemm, shape.rows, project_row_tiles, split_partials, stream);
     } else {
       launch_dequant_gemm(activation, b_transposed, gemm, row_tiles, stream);
     }
@@ -122,13 +145,13 @@ void expert_gemm_backward(const ExpertGemmGradProblem& problem, void* stream_han
                          : rank_rows_view(scratch.at(backward.x_lora_a), ScalarType::Float32, shape.rank);
     if (backward.own_x_lora_a) {
       RowsGemmParams project{};
-      project.schedule = schedule;
+      project.schedule = project_schedule;
       project.rows = make_rows_view(common.x, shape.in_features);
       project.depth = shape.in_features;
       project.cols = shape.rank;
       project.factor = stacked_view(common.lora_a, 1, 2);  // (expert, r, k)
       project.out = OutputView{scratch.at(backward.x_lora_a), ScalarType::Float32, 0, shape.rank, 1};
-      launch_lora_project(activation, project, row_tiles, stream);
+      launch_lora_project(activation, project, shape.rows, project_row_tiles, split_partials, stream);
     }
     LoraGradParams grad{};
     grad.schedule = schedule;

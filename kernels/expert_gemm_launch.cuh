@@ -18,9 +18,13 @@ void launch_dequant_gemm(ScalarType activation, bool b_transposed, const RowsGem
 // The decode GEMMs (y = x W^T + s (x A^T) B^T over a schedule of kDecodeRowTile-row
 // tiles) and the calls they serve: W stored [E, N, K] or (b_transposed) [E, K, N],
 // 16-bit activations, aligned rows and weight.
+// Calls whose grid would leave the GPU idle split their depth: the partial sums go
+// to split_partials (decode_gemm_workspace_bytes of workspace for M = rows; null:
+// no split) and a reduction adds them in order.
 bool decode_gemm_serves(ScalarType activation, bool b_transposed, const RowsGemmParams& params);
-void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemmParams& params, int64_t row_tiles,
-                        cudaStream_t stream);
+size_t decode_gemm_workspace_bytes(bool b_transposed, int64_t rows, int64_t experts, int64_t depth, int64_t cols);
+void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemmParams& params, int64_t rows,
+                        int64_t row_tiles, float* split_partials, cudaStream_t stream);
 
 // The Hopper GEMM (wgmma_gemm.cuh) for y = x W^T + s (x A^T) B^T: whether it serves
 // the call (a compute capability 9.0 device, 16-bit activations and output, x and
@@ -31,10 +35,13 @@ bool wgmma_gemm_serves(ScalarType activation, bool b_transposed, const RowsGemmP
 void launch_wgmma_gemm(ScalarType activation, bool b_transposed, const RowsGemmParams& params,
                        const ExpertSchedule& schedule, int64_t rows, int64_t experts, cudaStream_t stream);
 
-// x A^T or dY B into float32 / activation-dtype outputs [M, r], for a schedule of
-// kTrainingRowTile or kDecodeRowTile rows.
-void launch_lora_project(ScalarType activation, const RowsGemmParams& params, int64_t row_tiles,
-                         cudaStream_t stream);
+// x A^T or dY B into float32 / activation-dtype outputs [M, r] (M = rows), for a
+// schedule of kTrainingRowTile or kDecodeRowTile rows. With the decode schedule,
+// split_partials (lora_project_workspace_bytes of workspace, or null) lets the
+// projection split its depth over many warps.
+size_t lora_project_workspace_bytes(int64_t rows, int64_t depth, int64_t rank);
+void launch_lora_project(ScalarType activation, const RowsGemmParams& params, int64_t rows, int64_t row_tiles,
+                         float* split_partials, cudaStream_t stream);
 
 // dA or dB: a reduction over each expert's rows. left_strided: the left operand is
 // a strided rank-r intermediate (dA = s g^T x); else it is activation rows (dB = s dY^T xa).

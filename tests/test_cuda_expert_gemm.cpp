@@ -172,6 +172,25 @@ TEST_CASE("training-sized problems match float64 and the CPU backend on every ti
   report.print("CUDA forward, training-sized, " + std::to_string(cases) + " cases");
 }
 
+TEST_CASE("decode-sized problems with deep products split their depth and match float64 and the CPU backend") {
+  if (skip_without_gpu()) return;
+  std::mt19937_64 rng(20261129);
+  SweepReport report;
+  const int cases = case_count(10);
+  for (int i = 0; i < cases; ++i) {
+    const ExpertGemmCase spec = decode_gpu_case(i);
+    CAPTURE(i);
+    CAPTURE(spec.describe());
+    ExpertGemmInputs in(spec, rng);
+    ForwardOptions options;
+    options.want_x_lora_a = spec.rank > 0 && i % 2 == 0;
+    ForwardCall call(in, options);
+    call.run();
+    CHECK(check_forward(in, options, call, report));
+  }
+  report.print("CUDA forward, decode-sized with deep products, " + std::to_string(cases) + " cases");
+}
+
 TEST_CASE("group_end that is negative, decreases or passes M is clamped: no row is written twice or out of range") {
   if (skip_without_gpu()) return;
   // Effective rows after clamping to [0, M] and a running maximum, and the raw ends.

@@ -222,6 +222,29 @@ TEST_CASE("training-sized gradients match float64 and the CPU backend on every t
                "the CPU backend");
 }
 
+TEST_CASE("decode-sized gradients with deep products split their depth and match float64 and the CPU backend") {
+  if (skip_without_gpu()) return;
+  std::mt19937_64 rng(20261128);
+  SweepReport report;
+  const int cases = case_count(10);
+  for (int i = 0; i < cases; ++i) {
+    const ExpertGemmCase spec = decode_gpu_case(i);
+    CAPTURE(i);
+    CAPTURE(spec.describe());
+    ExpertGemmInputs in(spec, rng);
+    DeviceGradientRequest request;
+    request.grad_x = true;
+    request.grad_lora_a = request.grad_lora_b = spec.rank > 0 && i % 3 != 2;
+    request.pass_x = true;
+    request.pass_x_lora_a = spec.rank > 0 && i % 2 == 0;
+    BackwardTensors host = backward_tensors(in, request, rng);
+    BackwardCall call(in, host, request);
+    call.run();
+    CHECK(check_backward(in, request, host, report));
+  }
+  report.print("CUDA backward, decode-sized with deep products, " + std::to_string(cases) + " cases");
+}
+
 TEST_CASE("the LoRA gradients are the same bits run to run, and zero for experts without rows") {
   if (skip_without_gpu()) return;
   for (const DLDataType activation : {float32_type(), float16_type(), bfloat16_type()}) {

@@ -190,6 +190,36 @@ inline ExpertGemmCase training_gpu_case(int i) {
   return c;
 }
 
+// Case i of the decode-sized sweep with deep products: fewer than 32 rows per
+// expert (the decode GEMM and projections over 16-row tiles, one or two n8 row
+// groups), K and N of 1024..2048 so that both the projections and the decode GEMM
+// split their depth over several blocks (partial last splits, a partial column
+// tile), both layouts, LoRA factors as 16-byte vectors (the activation's dtype) or
+// float32, ranks across the split projection's rank forms.
+inline ExpertGemmCase decode_gpu_case(int i) {
+  const std::vector<std::vector<int64_t>> routings = {{17, 0, 5, 30}, {1, 2, 3, 8}, {16, 16, 0, 9}};
+  const int64_t ranks[5] = {16, 0, 33, 64, 7};
+  ExpertGemmCase c;
+  c.layout = i % 2 == 1 ? MOEQ_LAYOUT_EXPERT_IN_OUT : MOEQ_LAYOUT_EXPERT_OUT_IN;
+  c.format = i % 3 == 0 ? MOEQ_FORMAT_NF4 : MOEQ_FORMAT_FP4;
+  c.nested = i % 4 >= 2;
+  c.blocksize = 64 << (i % 2);
+  const int64_t last_dim = i % 3 == 2 ? 2048 : 1152;  // 1152: a partial last split
+  const int64_t other_dim = i % 2 == 0 ? 1040 : 1536;  // 1040: a partial column tile
+  const bool out_in = c.layout == MOEQ_LAYOUT_EXPERT_OUT_IN;
+  c.in_features = out_in ? last_dim : other_dim;
+  c.out_features = out_in ? other_dim : last_dim;
+  c.rank = ranks[i % 5];
+  c.rows_per_expert = routings[i % routings.size()];
+  c.unrouted_rows = i % 2;
+  c.row_padding = i % 3 == 1 ? 8 : 0;
+  c.activation = i % 2 == 0 ? bfloat16_type() : float16_type();
+  c.lora = i % 4 == 3 ? float32_type() : c.activation;
+  c.peft_lora_b = i % 2 == 0;
+  c.lora_scale = i % 2 == 0 ? 0.5f : -1.25f;
+  return c;
+}
+
 inline ExpertGemmCase random_gpu_case(std::mt19937_64& rng) {
   const auto pick = [&](int64_t low, int64_t high) {
     return std::uniform_int_distribution<int64_t>(low, high)(rng);

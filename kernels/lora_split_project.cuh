@@ -1,0 +1,181 @@
+// The rank-r projections x A^T and dY B at decode sizes (the schedule's 16-row
+// tiles), split along the reduced depth: an expert has a few rows, so one warp per
+// row tile walking all of K left most of the GPU idle (Mixtral's down projection,
+// K = 14336 over 8 experts: 8 warps). Here each warp takes kChunks 64-deep chunks of
+// one row tile and writes its float32 partial [rows of the tile][r] to the
+// workspace; split_reduce_kernel then sums the partials of each row in split order
+// (deterministic, no atomics) and rounds once into the output.
+//
+// Fragment layout as lora_rows_project.cuh: thread (g, t) reads rows g and g + 8 at
+// depth 64 c + 16 t .. 16 t + 15, and the factor's rank row j at the same depths, so
+// both operands share one depth permutation and come straight from global memory.
+#pragma once
+
+#include "lora_rows_project.cuh"
+#include "split_partials.cuh"
+
+#include <cstdint>
+#include <type_traits>
+
+namespace moeq::cuda {
+
+constexpr int kSplitProjectWarps = 4;
+constexpr int kSplitProjectThreads = 32 * kSplitProjectWarps;
+
+// 64-deep chunks per warp: 4 at rank 16, fewer at wider ranks (their factor
+// fragments are the registers); all of a warp's loads are issued before its first mma.
+template <int RankPad>
+constexpr int split_project_chunks() {
+  return RankPad <= 16 ? 4 : RankPad <= 32 ? 2 : 1;
+}
+
+namespace split_project_detail {
+
+// Factor rank row `j`, depths d .. d + 15, as eight operand pairs (depth order d, d + 1, ...);
+// zeros past the rank and the depth. kVectors: 16-bit factor of the operand dtype,
+// contiguous along depth and 16-byte aligned (checked on the host), depth a multiple of 8.
+template <class Element, bool kVectors>
+__device__ __forceinline__ void factor_slice(const StridedView& factor, int64_t expert, int64_t rank, int64_t depth,
+                                             int64_t j, int64_t d, uint32_t (&words)[8]) {
+  if (j >= rank || d >= depth) {
+#pragma unroll
+    for (int w = 0; w < 8; ++w) words[w] = 0u;
+    return;
+  }
+  const int64_t base = expert * factor.expert_stride + j * factor.index_stride;
+  if constexpr (kVectors) {
+    const uint4* vectors = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(factor.data) + base + d);
+    const uint4 low = __ldg(vectors), high = d + 8 < depth ? __ldg(vectors + 1) : make_uint4(0u, 0u, 0u, 0u);
+    words[0] = low.x, words[1] = low.y, words[2] = low.z, words[3] = low.w;
+    words[4] = high.x, words[5] = high.y, words[6] = high.z, words[7] = high.w;
+  } else {
+    float value[16];
+#pragma unroll
+    for (int i = 0; i < 16; ++i)
+      value[i] = d + i < depth ? load_as_float(factor.data, factor.type, base + (d + i) * factor.depth_stride) : 0.0f;
+#pragma unroll
+    for (int w = 0; w < 8; ++w) words[w] = round_pair<Element>(value[2 * w], value[2 * w + 1]);
+  }
+}
+
+}  // namespace split_project_detail
+
+// Grid: (row tile, group of kSplitProjectWarps splits); partials: [splits][M][r].
+template <class Activation, int RankPad, bool kFactorVectors>
+__global__ void __launch_bounds__(kSplitProjectThreads) lora_split_project_kernel(const RowsGemmParams p,
+                                                                                  const SplitPartials partials) {
+  using Element = typename OperandOf<Activation>::Element;
+  constexpr int kRankTiles = RankPad / 8;
+  constexpr int kChunks = split_project_chunks<RankPad>();
+  int32_t expert;
+  int64_t row0, row_end;
+  if (!find_row_tile(p.schedule, blockIdx.x, kDecodeRowTile, &expert, &row0, &row_end)) return;
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int64_t split = static_cast<int64_t>(blockIdx.y) * kSplitProjectWarps + threadIdx.x / 32;
+  const int64_t depth = p.depth;
+  const int64_t first_chunk = split * kChunks;
+  if (first_chunk * kProjectChunk >= depth) return;  // the last group's spare warps
+
+  const int64_t row_g = row0 + g;
+  const bool valid_g = row_g < row_end, valid_g8 = row_g + 8 < row_end;
+  const uint16_t* x = static_cast<const uint16_t*>(p.rows.data);
+  const uint16_t* x_g = x + (valid_g ? row_g * p.rows.ld : 0);
+  const uint16_t* x_g8 = x + (valid_g8 ? (row_g + 8) * p.rows.ld : 0);
+
+  uint4 x_vectors[kChunks][4];
+  uint32_t factor_words[kChunks][kRankTiles][8];
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int64_t d = (first_chunk + c) * kProjectChunk + 16 * t;
+    x_vectors[c][0] = load_row_vector(x_g, valid_g, d, depth);
+    x_vectors[c][1] = load_row_vector(x_g, valid_g, d + 8, depth);
+    x_vectors[c][2] = load_row_vector(x_g8, valid_g8, d, depth);
+    x_vectors[c][3] = load_row_vector(x_g8, valid_g8, d + 8, depth);
+#pragma unroll
+    for (int n = 0; n < kRankTiles; ++n)
+      split_project_detail::factor_slice<Element, kFactorVectors>(p.factor, expert, p.cols, depth, 8 * n + g, d,
+                                                                  factor_words[c][n]);
+  }
+
+  float acc[kRankTiles][4] = {};
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const uint4(&v)[4] = x_vectors[c];
+    const uint32_t a[4][4] = {{v[0].x, v[2].x, v[0].y, v[2].y},
+                              {v[0].z, v[2].z, v[0].w, v[2].w},
+                              {v[1].x, v[3].x, v[1].y, v[3].y},
+                              {v[1].z, v[3].z, v[1].w, v[3].w}};
+#pragma unroll
+    for (int n = 0; n < kRankTiles; ++n)
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {
+        const uint32_t b[2] = {factor_words[c][n][2 * s], factor_words[c][n][2 * s + 1]};
+        mma_m16n8k16<Element>(acc[n], a[s], b);
+      }
+  }
+
+#pragma unroll
+  for (int n = 0; n < kRankTiles; ++n)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int64_t row = q < 2 ? row_g : row_g + 8;
+      const int64_t col = 8 * n + 2 * t + q % 2;
+      if (row < row_end && col < p.cols) partials.at(split, row, col) = acc[n][q];
+    }
+}
+
+// Splits (warps per row tile) of a projection over `depth` at rank `rank`.
+inline int64_t lora_split_project_splits(int64_t depth, int64_t rank) {
+  const int chunks = rank <= 16 ? split_project_chunks<16>() : rank <= 32 ? split_project_chunks<32>()
+                                                                          : split_project_chunks<64>();
+  const int64_t depth_chunks = (depth + kProjectChunk - 1) / kProjectChunk;
+  return (depth_chunks + chunks - 1) / chunks;
+}
+
+// The workspace the split projection needs for M rows: float32 [splits][M][r].
+inline size_t lora_split_project_bytes(int64_t rows, int64_t depth, int64_t rank) {
+  if (rank < 1 || rank > kSkinnyMaxRank) return 0;
+  return static_cast<size_t>(lora_split_project_splits(depth, rank) * rows * rank) * sizeof(float);
+}
+
+// 16-bit activations in whole 16-byte vectors, a rank the kernel templates, and the
+// decode schedule's 16-row tiles.
+inline bool lora_split_project_serves(ScalarType activation, const RowsGemmParams& params) {
+  return activation != ScalarType::Float32 && params.rows.vector_aligned && params.cols >= 1 &&
+         params.cols <= kSkinnyMaxRank && params.schedule.row_tile == kDecodeRowTile;
+}
+
+// The factor as 16-byte vectors: the activation's dtype, contiguous along depth,
+// every row and expert 16-byte aligned, and whole vectors of depth.
+inline bool lora_split_factor_vectors(ScalarType activation, const RowsGemmParams& params) {
+  const StridedView& f = params.factor;
+  return f.type == activation && f.depth_stride == 1 && f.index_stride % 8 == 0 && f.expert_stride % 8 == 0 &&
+         reinterpret_cast<uintptr_t>(f.data) % 16 == 0 && params.depth % 8 == 0;
+}
+
+template <class Activation>
+void launch_lora_split_project(const RowsGemmParams& params, int64_t rows, int64_t row_tiles, float* partials,
+                               cudaStream_t stream) {
+  if (row_tiles == 0) return;
+  const int64_t splits = lora_split_project_splits(params.depth, params.cols);
+  const SplitPartials sums{partials, rows, params.cols, 0};
+  const dim3 grid(static_cast<unsigned>(row_tiles),
+                  static_cast<unsigned>((splits + kSplitProjectWarps - 1) / kSplitProjectWarps));
+  const auto launch = [&](auto kernel) {
+    kernel<<<grid, kSplitProjectThreads, 0, stream>>>(params, sums);
+    check_launch("lora_split_project_kernel");
+  };
+  const auto launch_rank = [&](auto factor_vectors) {
+    constexpr bool kVectors = decltype(factor_vectors)::value;
+    if (params.cols <= 16) launch(lora_split_project_kernel<Activation, 16, kVectors>);
+    else if (params.cols <= 32) launch(lora_split_project_kernel<Activation, 32, kVectors>);
+    else launch(lora_split_project_kernel<Activation, 64, kVectors>);
+  };
+  constexpr ScalarType kActivation =
+      std::is_same_v<Activation, Float16Bits> ? ScalarType::Float16 : ScalarType::BFloat16;
+  if (lora_split_factor_vectors(kActivation, params)) launch_rank(std::true_type{});
+  else launch_rank(std::false_type{});
+  launch_split_reduce(params.schedule, params.out, sums, splits, row_tiles, stream);
+}
+
+}  // namespace moeq::cuda
