@@ -25,7 +25,7 @@ constexpr int kDecodeThreads = 32 * kDecodeWarps;
 // One macro step is 128 deep: each of a quad's four lanes streams 32 consecutive
 // depth values (16 bytes) of its four columns.
 constexpr int kDecodeMacroDepth = 128;
-// Macro steps in flight per warp (a ring, each slot refilled as soon as consumed): 2 x 4 16-byte
+// Macro steps whose loads a warp issues before it consumes the first: 2 x 4 16-byte
 // weight vectors per lane keep ~32 KB of weights in flight per SM at 4 blocks.
 constexpr int kDecodeMacroInFlight = 2;
 
@@ -143,36 +143,30 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const Split
   const int64_t depth_begin = blockIdx.z * split.split_depth;
   const int64_t depth_end = std::min(p.depth, depth_begin + split.split_depth);
   const int64_t macro_steps = (depth_end + kDecodeMacroDepth - 1) / kDecodeMacroDepth;
-  // The loads of one macro step; absent steps (past the split) load zeros.
-  auto fetch = [&](MacroLoads<kRowGroups>& loads, int64_t macro) {
-    const int64_t depth0 = macro * kDecodeMacroDepth;
-    // K is a multiple of 32, so the lane's 32 values are all in or all out.
-    const bool present = macro < macro_steps && depth0 + 32 * t < depth_end;
-#pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      const int64_t flat = column_flat[c] + depth0;
-      const bool load = present && column_valid[c];
-      loads.weight[c] = load ? __ldg(reinterpret_cast<const uint4*>(w.packed + flat / 2)) : make_uint4(0, 0, 0, 0);
-      loads.absmax[c] = load ? block_absmax(w, flat >> w.blocksize_log2) : 0.0f;
-    }
-#pragma unroll
-    for (int group = 0; group < kRowGroups; ++group)
-#pragma unroll
-      for (int v = 0; v < 4; ++v)
-        loads.x[group][v] = present && row_valid[group]
-                                ? __ldg(reinterpret_cast<const uint4*>(x_row[group] + depth0) + v)
-                                : make_uint4(0, 0, 0, 0);
-  };
-  // A ring of kDecodeMacroInFlight slots: a slot is refilled with the step
-  // kDecodeMacroInFlight ahead as soon as it is consumed, so the other slots' loads
-  // are in flight while it computes (one register set, no exposed round trip).
-  const int64_t macro_begin = depth_begin / kDecodeMacroDepth;
-  MacroLoads<kRowGroups> loads[kDecodeMacroInFlight];
-#pragma unroll
-  for (int u = 0; u < kDecodeMacroInFlight; ++u) fetch(loads[u], macro_begin + u);
-  for (int64_t macro0 = macro_begin; macro0 < macro_steps; macro0 += kDecodeMacroInFlight) {
+  for (int64_t macro0 = depth_begin / kDecodeMacroDepth; macro0 < macro_steps; macro0 += kDecodeMacroInFlight) {
+    MacroLoads<kRowGroups> loads[kDecodeMacroInFlight];
 #pragma unroll
     for (int u = 0; u < kDecodeMacroInFlight; ++u) {
+      const int64_t depth0 = (macro0 + u) * kDecodeMacroDepth;
+      // K is a multiple of 32, so the lane's 32 values are all in or all out.
+      const bool present = macro0 + u < macro_steps && depth0 + 32 * t < depth_end;
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int64_t flat = column_flat[c] + depth0;
+        const bool load = present && column_valid[c];
+        loads[u].weight[c] = load ? __ldg(reinterpret_cast<const uint4*>(w.packed + flat / 2)) : make_uint4(0, 0, 0, 0);
+        loads[u].absmax[c] = load ? block_absmax(w, flat >> w.blocksize_log2) : 0.0f;
+      }
+#pragma unroll
+      for (int group = 0; group < kRowGroups; ++group)
+#pragma unroll
+        for (int v = 0; v < 4; ++v)
+          loads[u].x[group][v] = present && row_valid[group]
+                                     ? __ldg(reinterpret_cast<const uint4*>(x_row[group] + depth0) + v)
+                                     : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kDecodeMacroInFlight; ++u)
 #pragma unroll
       for (int s = 0; s < 8; ++s) {
         uint32_t b[kRowGroups][2];
@@ -193,8 +187,6 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const Split
           for (int group = 0; group < kRowGroups; ++group) mma_m16n8k16<Element>(acc[i][group], a, b[group]);
         }
       }
-      fetch(loads[u], macro0 + u + kDecodeMacroInFlight);
-    }
   }
 
   if constexpr (kLora) {
@@ -220,7 +212,7 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const Split
 }  // namespace decode_detail
 
 template <class Activation, bool kLora>
-__global__ void __launch_bounds__(kDecodeThreads, 3) decode_gemm_kernel(const RowsGemmParams p,
+__global__ void __launch_bounds__(kDecodeThreads, 4) decode_gemm_kernel(const RowsGemmParams p,
                                                                         const SplitPartials split) {
   static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
   // A constant shared address, so each lookup is one LDS at [nibble * 4 + constant].

@@ -15,7 +15,7 @@ namespace moeq::cuda {
 
 constexpr int kDecodeTransposedWarpCols = 128;  // 8 lanes (g) x 16 features
 constexpr int kDecodeTransposedCols = kDecodeWarps * kDecodeTransposedWarpCols;
-// k16 steps whose loads are in flight per warp (a ring, refilled as consumed): 4 x 4 8-byte
+// k16 steps whose loads a warp issues before it consumes the first: 4 x 4 8-byte
 // weight reads per lane, 4 KB per warp, ~48 KB per SM at 3 blocks (the 168-register
 // bound; at 128 the loads spilled beside the two n8 tiles' 64 accumulators).
 constexpr int kDecodeTransposedStepsInFlight = 4;
@@ -78,30 +78,27 @@ __device__ __forceinline__ void decode_transposed_tile(const RowsGemmParams& p, 
   const int64_t depth_begin = blockIdx.z * split.split_depth;
   const int64_t depth_end = std::min(p.depth, depth_begin + split.split_depth);
   const int64_t steps = (depth_end + 15) / 16;
-  // The loads of one k16 step; absent steps (past the split) load zeros.
-  auto fetch = [&](TransposedStepLoads<kRowGroups>& loads, int64_t step) {
-    const int64_t k0 = step * 16;
+  for (int64_t step0 = depth_begin / 16; step0 < steps; step0 += kDecodeTransposedStepsInFlight) {
+    TransposedStepLoads<kRowGroups> loads[kDecodeTransposedStepsInFlight];
 #pragma unroll
-    for (int m = 0; m < 4; ++m) {
-      const int64_t depth = k0 + 2 * t + m % 2 + 8 * (m / 2);
-      const bool load = col_valid && step < steps && depth < p.depth;
-      const int64_t flat = (expert * w.dim1 + depth) * w.dim2 + lane_col0;
-      loads.weight[m] = load ? __ldg(reinterpret_cast<const uint2*>(w.packed + flat / 2)) : make_uint2(0, 0);
-      loads.absmax[m] = load ? block_absmax(w, flat >> w.blocksize_log2) : 0.0f;
+    for (int u = 0; u < kDecodeTransposedStepsInFlight; ++u) {
+      const int64_t k0 = (step0 + u) * 16;
+#pragma unroll
+      for (int m = 0; m < 4; ++m) {
+        const int64_t depth = k0 + 2 * t + m % 2 + 8 * (m / 2);
+        const bool load = col_valid && step0 + u < steps && depth < p.depth;
+        const int64_t flat = (expert * w.dim1 + depth) * w.dim2 + lane_col0;
+        loads[u].weight[m] = load ? __ldg(reinterpret_cast<const uint2*>(w.packed + flat / 2)) : make_uint2(0, 0);
+        loads[u].absmax[m] = load ? block_absmax(w, flat >> w.blocksize_log2) : 0.0f;
+      }
+#pragma unroll
+      for (int group = 0; group < kRowGroups; ++group)
+#pragma unroll
+        for (int half = 0; half < 2; ++half)
+          loads[u].x[group][half] = row_valid[group] && step0 + u < steps
+                                        ? x_pair(x_row[group], k0 + 2 * t + 8 * half, p.depth)
+                                        : 0u;
     }
-#pragma unroll
-    for (int group = 0; group < kRowGroups; ++group)
-#pragma unroll
-      for (int half = 0; half < 2; ++half)
-        loads.x[group][half] =
-            row_valid[group] && step < steps ? x_pair(x_row[group], k0 + 2 * t + 8 * half, p.depth) : 0u;
-  };
-  // A ring of slots refilled as soon as consumed, as in decode_tile.
-  const int64_t step_begin = depth_begin / 16;
-  TransposedStepLoads<kRowGroups> loads[kDecodeTransposedStepsInFlight];
-#pragma unroll
-  for (int u = 0; u < kDecodeTransposedStepsInFlight; ++u) fetch(loads[u], step_begin + u);
-  for (int64_t step0 = step_begin; step0 < steps; step0 += kDecodeTransposedStepsInFlight) {
 #pragma unroll
     for (int u = 0; u < kDecodeTransposedStepsInFlight; ++u) {
       const TransposedStepLoads<kRowGroups>& l = loads[u];
@@ -120,7 +117,6 @@ __device__ __forceinline__ void decode_transposed_tile(const RowsGemmParams& p, 
 #pragma unroll
         for (int group = 0; group < kRowGroups; ++group) mma_m16n8k16<Element>(acc[i][group], a, l.x[group]);
       }
-      fetch(loads[u], step0 + u + kDecodeTransposedStepsInFlight);
     }
   }
 
