@@ -3,7 +3,10 @@
 // memory but the 16-entry code table. It is computed transposed, y^T = W x^T: the
 // weight columns are the mma's M side (two m16 tiles, 32 columns per warp) and the
 // tile's token rows its n8 side, so the usual tile of at most 8 rows fills the n8
-// tile; up to 16 rows take a second one. Serves W stored [E, N, K] (blocks along the
+// tile; up to 16 rows take a second one. A grid too small for the GPU splits the
+// depth over grid z (split_partials.cuh). On the H200 these kernels are bound by
+// instruction issue (lookup, scale and conversion per weight), not by latency: more
+// loads in flight at fewer blocks per SM measured slower. Serves W stored [E, N, K] (blocks along the
 // reduced K, K a multiple of 32) with 16-bit activations in 16-byte aligned rows;
 // other calls take the row-tiled kernel.
 #pragma once
