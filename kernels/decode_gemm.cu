@@ -32,12 +32,12 @@ int64_t decode_block_cols(bool b_transposed) { return b_transposed ? kDecodeTran
 // has a tile, so min(experts, rows) estimates the tiles of a decode-sized call.
 int64_t decode_split_depth(bool b_transposed, int64_t rows, int64_t experts, int64_t depth, int64_t cols) {
   const int64_t tiles = std::max<int64_t>(1, std::min(experts, rows));
-  const int64_t col_tiles = (cols + decode_block_cols(b_transposed) - 1) / decode_block_cols(b_transposed);
-  const int64_t wanted = (kDecodeTargetBlocks + tiles * col_tiles - 1) / (tiles * col_tiles);
+  const int64_t col_tiles = ceil_div(cols, decode_block_cols(b_transposed));
+  const int64_t wanted = ceil_div(kDecodeTargetBlocks, tiles * col_tiles);
   const int64_t splits = std::min(wanted, depth / kDecodeMinSplitDepth);
   if (splits <= 1) return depth;
-  const int64_t per_split = (depth + splits - 1) / splits;
-  return (per_split + kDecodeMacroDepth - 1) / kDecodeMacroDepth * kDecodeMacroDepth;
+  const int64_t per_split = ceil_div(depth, splits);
+  return ceil_div(per_split, kDecodeMacroDepth) * kDecodeMacroDepth;
 }
 
 }  // namespace
@@ -45,8 +45,7 @@ int64_t decode_split_depth(bool b_transposed, int64_t rows, int64_t experts, int
 size_t decode_gemm_workspace_bytes(bool b_transposed, int64_t rows, int64_t experts, int64_t depth, int64_t cols) {
   const int64_t split_depth = decode_split_depth(b_transposed, rows, experts, depth, cols);
   if (split_depth >= depth) return 0;
-  const int64_t splits = (depth + split_depth - 1) / split_depth;
-  return static_cast<size_t>(splits * rows * cols) * sizeof(float);
+  return static_cast<size_t>(ceil_div(depth, split_depth) * rows * cols) * sizeof(float);
 }
 
 void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemmParams& params, int64_t rows,
@@ -54,15 +53,14 @@ void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemm
   if (params.schedule.row_tile != kDecodeRowTile)
     fail(MOEQ_ERR_INTERNAL, "decode_gemm_kernel: schedule of " + std::to_string(params.schedule.row_tile) +
                                 "-row tiles");
-  const int64_t col_tiles = (params.cols + decode_block_cols(b_transposed) - 1) / decode_block_cols(b_transposed);
+  const int64_t col_tiles = ceil_div(params.cols, decode_block_cols(b_transposed));
   if (row_tiles == 0 || col_tiles == 0) return;
-  SplitPartials split{nullptr, rows, params.cols, params.depth};
-  if (split_partials != nullptr) {
-    split.split_depth = decode_split_depth(b_transposed, rows, params.schedule.experts, params.depth, params.cols);
-    if (split.split_depth < params.depth) split.partials = split_partials;
-    else split.split_depth = params.depth;
-  }
-  const int64_t splits = (params.depth + split.split_depth - 1) / split.split_depth;
+  const int64_t split_depth =
+      split_partials != nullptr
+          ? decode_split_depth(b_transposed, rows, params.schedule.experts, params.depth, params.cols)
+          : params.depth;
+  const SplitPartials split{split_depth < params.depth ? split_partials : nullptr, rows, params.cols, split_depth};
+  const int64_t splits = ceil_div(params.depth, split_depth);
   const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(col_tiles), static_cast<unsigned>(splits));
   const auto launch = [&](auto kernel) {
     kernel<<<grid, kDecodeThreads, 0, stream>>>(params, split);

@@ -18,6 +18,7 @@
 #include "vector_io.cuh"
 
 #include <algorithm>
+#include <type_traits>
 
 namespace moeq::cuda {
 
@@ -33,13 +34,6 @@ constexpr int kDecodeMacroDepth = 128;
 constexpr int kDecodeMacroInFlight = 2;
 
 namespace decode_detail {
-
-// The tile's sum for (row, col): the output, or split blockIdx.z's partial.
-__device__ __forceinline__ void store_sum(const RowsGemmParams& p, const SplitPartials& split, int64_t row,
-                                          int64_t col, float value) {
-  if (split.split()) split.at(blockIdx.z, row, col) = value;
-  else p.out.store(0, row, col, value);
-}
 
 // Depth order. Lane (g = lane / 4, t = lane % 4) holds depth 32t .. 32t + 31 of a
 // macro step. The dot product does not care in which order depth is summed, so k16
@@ -107,6 +101,46 @@ __device__ __forceinline__ void add_lora_rank_steps(const RowsGemmParams& p, int
       for (int group = 0; group < kRowGroups; ++group) mma_m16n8k16<Element>(acc[i][group], a, b[group]);
     }
   }
+}
+
+// The end of a decode tile: LoRA's rank steps (with split 0 of the depth), then each
+// accumulator (i, group, q), feature(i, q / 2) of token row 8 group + 2t + q % 2,
+// into the output or, when the depth is split, split blockIdx.z's partial.
+template <class Element, bool kLora, int kTiles, int kRowGroups, class Feature>
+__device__ __forceinline__ void finish_tile(const RowsGemmParams& p, const SplitPartials& split, int32_t expert,
+                                            int64_t row0, int64_t row_end, const bool (&row_valid)[kRowGroups],
+                                            Feature feature, float (&acc)[kTiles][kRowGroups][4]) {
+  if constexpr (kLora) {
+    if (blockIdx.z == 0) add_lora_rank_steps<Element>(p, expert, row0, row_valid, feature, acc);
+  }
+  const int t = threadIdx.x % 4;
+#pragma unroll
+  for (int i = 0; i < kTiles; ++i)
+#pragma unroll
+    for (int group = 0; group < kRowGroups; ++group)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int64_t col = feature(i, q / 2);
+        const int64_t row = row0 + 8 * group + 2 * t + q % 2;
+        if (row < row_end && col < p.cols) {
+          if (split.split()) split.at(blockIdx.z, row, col) = acc[i][group][q];
+          else p.out.store(0, row, col, acc[i][group][q]);
+        }
+      }
+}
+
+// The body of both decode kernels: the block's row tile and the code table, then
+// `tile` with one n8 group of token rows (a tile of at most 8 rows; row_end is the
+// expert's end, so this is uniform per block) or two.
+template <class Tile>
+__device__ __forceinline__ void decode_block(const RowsGemmParams& p, float (&code)[16], Tile tile) {
+  int32_t expert;
+  int64_t row0, row_end;
+  if (!find_row_tile(p.schedule, blockIdx.x, kDecodeRowTile, &expert, &row0, &row_end)) return;
+  if (threadIdx.x < 16) code[threadIdx.x] = code_value(p.weight.format, threadIdx.x);
+  __syncthreads();
+  if (row_end - row0 <= 8) tile(std::integral_constant<int, 1>{}, expert, row0, row_end);
+  else tile(std::integral_constant<int, 2>{}, expert, row0, row_end);
 }
 
 // Depth [split_depth * blockIdx.z, + split_depth) of the tile (SplitPartials); the
@@ -192,24 +226,9 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const Split
       }
   }
 
-  if constexpr (kLora) {
-    if (blockIdx.z == 0)
-      add_lora_rank_steps<Element>(p, expert, row0, row_valid,
-                                   [&](int i, int half) { return warp_col0 + 16 * i + g + 8 * half; }, acc);
-  }
-
-  // Accumulator (i, group, q): weight column 16i + g + 8 (q / 2) of the warp, token
-  // row 8 group + 2t + q % 2 of the tile.
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-#pragma unroll
-    for (int group = 0; group < kRowGroups; ++group)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const int64_t col = warp_col0 + 16 * i + g + 8 * (q / 2);
-        const int64_t row = row0 + 8 * group + 2 * t + q % 2;
-        if (row < row_end && col < p.cols) store_sum(p, split, row, col, acc[i][group][q]);
-      }
+  // m16 tile i holds the warp's columns 16i + g (its row g) and 16i + g + 8 (row g + 8).
+  finish_tile<Element, kLora>(p, split, expert, row0, row_end, row_valid,
+                              [&](int i, int half) { return warp_col0 + 16 * i + g + 8 * half; }, acc);
 }
 
 }  // namespace decode_detail
@@ -220,16 +239,9 @@ __global__ void __launch_bounds__(kDecodeThreads, 4) decode_gemm_kernel(const Ro
   static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
   // A constant shared address, so each lookup is one LDS at [nibble * 4 + constant].
   __shared__ float code[16];
-
-  int32_t expert;
-  int64_t row0, row_end;
-  if (!find_row_tile(p.schedule, blockIdx.x, kDecodeRowTile, &expert, &row0, &row_end)) return;
-  if (threadIdx.x < 16) code[threadIdx.x] = code_value(p.weight.format, threadIdx.x);
-  __syncthreads();
-  // Uniform per block: a tile of at most 8 rows (row_end is the expert's end) needs
-  // one n8 tile of rows.
-  if (row_end - row0 <= 8) decode_detail::decode_tile<Activation, kLora, 1>(p, split, code, expert, row0, row_end);
-  else decode_detail::decode_tile<Activation, kLora, 2>(p, split, code, expert, row0, row_end);
+  decode_detail::decode_block(p, code, [&](auto groups, int32_t expert, int64_t row0, int64_t row_end) {
+    decode_detail::decode_tile<Activation, kLora, decltype(groups)::value>(p, split, code, expert, row0, row_end);
+  });
 }
 
 }  // namespace moeq::cuda

@@ -66,6 +66,8 @@ __device__ __forceinline__ void decode_transposed_tile(const RowsGemmParams& p, 
   const bool col_valid = lane_col0 < w.dim2;
   const Activation* x_row[kRowGroups];
   bool row_valid[kRowGroups];
+  // Inline rather than shared with decode_tile: a shared helper gave this kernel
+  // extra spills in its main loop (ptxas, LoRA variant).
 #pragma unroll
   for (int group = 0; group < kRowGroups; ++group) {
     const int64_t row = row0 + g + 8 * group;
@@ -120,24 +122,9 @@ __device__ __forceinline__ void decode_transposed_tile(const RowsGemmParams& p, 
     }
   }
 
-  if constexpr (kLora) {
-    if (blockIdx.z == 0)
-      add_lora_rank_steps<Element>(p, expert, row0, row_valid,
-                                   [&](int i, int half) { return lane_col0 + 2 * i + half; }, acc);
-  }
-
-  // Accumulator (i, group, q): feature lane_col0 + 2i + q / 2 (row g or g + 8 of
-  // tile i), token row 8 group + 2t + q % 2 of the tile.
-#pragma unroll
-  for (int i = 0; i < 8; ++i)
-#pragma unroll
-    for (int group = 0; group < kRowGroups; ++group)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const int64_t col = lane_col0 + 2 * i + q / 2;
-        const int64_t row = row0 + 8 * group + 2 * t + q % 2;
-        if (row < row_end && col < p.cols) store_sum(p, split, row, col, acc[i][group][q]);
-      }
+  // m16 tile i holds this lane's features 2i (its row g) and 2i + 1 (row g + 8).
+  finish_tile<Element, kLora>(p, split, expert, row0, row_end, row_valid,
+                              [&](int i, int half) { return lane_col0 + 2 * i + half; }, acc);
 }
 
 }  // namespace decode_detail
@@ -147,15 +134,10 @@ __global__ void __launch_bounds__(kDecodeThreads, 3) decode_gemm_transposed_kern
                                                                                    const SplitPartials split) {
   static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
   __shared__ float code[16];  // a constant shared address: one LDS per lookup
-
-  int32_t expert;
-  int64_t row0, row_end;
-  if (!find_row_tile(p.schedule, blockIdx.x, kDecodeRowTile, &expert, &row0, &row_end)) return;
-  if (threadIdx.x < 16) code[threadIdx.x] = code_value(p.weight.format, threadIdx.x);
-  __syncthreads();
-  if (row_end - row0 <= 8)
-    decode_detail::decode_transposed_tile<Activation, kLora, 1>(p, split, code, expert, row0, row_end);
-  else decode_detail::decode_transposed_tile<Activation, kLora, 2>(p, split, code, expert, row0, row_end);
+  decode_detail::decode_block(p, code, [&](auto groups, int32_t expert, int64_t row0, int64_t row_end) {
+    decode_detail::decode_transposed_tile<Activation, kLora, decltype(groups)::value>(p, split, code, expert, row0,
+                                                                                      row_end);
+  });
 }
 
 }  // namespace moeq::cuda

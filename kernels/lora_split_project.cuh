@@ -24,10 +24,7 @@ constexpr int kSplitProjectThreads = 32 * kSplitProjectWarps;
 
 // 64-deep chunks per warp: 4 at rank 16, fewer at wider ranks (their factor
 // fragments are the registers); all of a warp's loads are issued before its first mma.
-template <int RankPad>
-constexpr int split_project_chunks() {
-  return RankPad <= 16 ? 4 : RankPad <= 32 ? 2 : 1;
-}
+constexpr int split_project_chunks(int64_t rank) { return rank <= 16 ? 4 : rank <= 32 ? 2 : 1; }
 
 namespace split_project_detail {
 
@@ -66,7 +63,7 @@ __global__ void __launch_bounds__(kSplitProjectThreads) lora_split_project_kerne
                                                                                   const SplitPartials partials) {
   using Element = typename OperandOf<Activation>::Element;
   constexpr int kRankTiles = RankPad / 8;
-  constexpr int kChunks = split_project_chunks<RankPad>();
+  constexpr int kChunks = split_project_chunks(RankPad);
   int32_t expert;
   int64_t row0, row_end;
   if (!find_row_tile(p.schedule, blockIdx.x, kDecodeRowTile, &expert, &row0, &row_end)) return;
@@ -126,10 +123,9 @@ __global__ void __launch_bounds__(kSplitProjectThreads) lora_split_project_kerne
 
 // Splits (warps per row tile) of a projection over `depth` at rank `rank`.
 inline int64_t lora_split_project_splits(int64_t depth, int64_t rank) {
-  const int chunks = rank <= 16 ? split_project_chunks<16>() : rank <= 32 ? split_project_chunks<32>()
-                                                                          : split_project_chunks<64>();
-  const int64_t depth_chunks = (depth + kProjectChunk - 1) / kProjectChunk;
-  return (depth_chunks + chunks - 1) / chunks;
+  const int chunks = split_project_chunks(rank);
+  const int64_t depth_chunks = ceil_div(depth, kProjectChunk);
+  return ceil_div(depth_chunks, chunks);
 }
 
 // The workspace the split projection needs for M rows: float32 [splits][M][r].
@@ -160,7 +156,7 @@ void launch_lora_split_project(const RowsGemmParams& params, int64_t rows, int64
   const int64_t splits = lora_split_project_splits(params.depth, params.cols);
   const SplitPartials sums{partials, rows, params.cols, 0};
   const dim3 grid(static_cast<unsigned>(row_tiles),
-                  static_cast<unsigned>((splits + kSplitProjectWarps - 1) / kSplitProjectWarps));
+                  static_cast<unsigned>(ceil_div(splits, kSplitProjectWarps)));
   const auto launch = [&](auto kernel) {
     kernel<<<grid, kSplitProjectThreads, 0, stream>>>(params, sums);
     check_launch("lora_split_project_kernel");

@@ -1,4 +1,5 @@
 // The reduction of depth-split partial sums (split_partials.cuh).
+#include "core/format.hpp"
 #include "cuda_check.cuh"
 #include "split_partials.cuh"
 
@@ -29,7 +30,7 @@ __global__ void __launch_bounds__(kSplitReduceThreads) split_reduce_kernel(const
 
 void launch_split_reduce(const ExpertSchedule& schedule, const OutputView& out, const SplitPartials& partials,
                          int64_t splits, int64_t row_tiles, cudaStream_t stream) {
-  const int64_t col_blocks = (partials.cols + kSplitReduceThreads - 1) / kSplitReduceThreads;
+  const int64_t col_blocks = ceil_div(partials.cols, kSplitReduceThreads);
   if (row_tiles == 0 || col_blocks == 0) return;
   const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(col_blocks),
                   static_cast<unsigned>(schedule.row_tile));

@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -29,7 +30,7 @@
 #include <cute/arch/copy_sm90_desc.hpp>
 #include <cute/arch/copy_sm90_tma.hpp>
 #include <cute/arch/mma_sm90_desc.hpp>
-#include <cute/arch/mma_sm90_gmma.hpp>
+#include <cute/arch/mma_sm90.hpp>
 #include <cutlass/arch/barrier.h>
 #include <cutlass/arch/reg_reconfig.h>
 #endif
@@ -135,30 +136,19 @@ using StageCount = uint32_t;
 __device__ __forceinline__ int stage_slot(StageCount count) { return static_cast<int>(count % kWgmmaStages); }
 __device__ __forceinline__ uint32_t stage_phase(StageCount count) { return (count / kWgmmaStages) & 1u; }
 
+// The register-sourced wgmma of m64 x kTokens x k16 for the operand dtype, as CuTe
+// selects it (its element types are CUTLASS's).
+template <class Element>
+using CuteElement = std::conditional_t<std::is_same_v<Element, __half>, cute::half_t, cute::bfloat16_t>;
 template <class Element, int kTokens>
-struct Mma;
-template <>
-struct Mma<__nv_bfloat16, 256> {
-  using Op = GMMA::MMA_64x256x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>;
-};
-template <>
-struct Mma<__nv_bfloat16, 128> {
-  using Op = GMMA::MMA_64x128x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>;
-};
-template <>
-struct Mma<__half, 256> {
-  using Op = GMMA::MMA_64x256x16_F32F16F16_RS<GMMA::Major::K, GMMA::Major::K>;
-};
-template <>
-struct Mma<__half, 128> {
-  using Op = GMMA::MMA_64x128x16_F32F16F16_RS<GMMA::Major::K, GMMA::Major::K>;
-};
+using WgmmaOp = decltype(GMMA::rs_op_selector<CuteElement<Element>, CuteElement<Element>, float,
+                                              cute::Shape<cute::_64, cute::Int<kTokens>, cute::_16>>());
 
 // acc[0 .. kTokens / 2) += A (64 x 16, registers) * B (16 x kTokens, shared memory).
 template <class Element, int kTokens, size_t... I>
 __device__ __forceinline__ void mma_unpacked(const uint32_t (&a)[4], uint64_t b, float (&acc)[128],
                                              std::index_sequence<I...>) {
-  Mma<Element, kTokens>::Op::fma(a[0], a[1], a[2], a[3], b, acc[I]..., GMMA::ScaleOut::One);
+  WgmmaOp<Element, kTokens>::fma(a[0], a[1], a[2], a[3], b, acc[I]..., GMMA::ScaleOut::One);
 }
 template <class Element, int kTokens>
 __device__ __forceinline__ void mma(const uint32_t (&a)[4], uint64_t b, float (&acc)[128]) {
