@@ -129,6 +129,28 @@ bool check_forward(ExpertGemmInputs& in, const ForwardOptions& options, ForwardC
   return true;
 }
 
+// Cases 0 .. n - 1 of a fixed sweep (make_case(i)), each checked against float64
+// and, necessarily, the CPU backend; the caller keeps x_lora_a where keep_x_lora_a(i).
+template <class MakeCase, class KeepXLoraA>
+void check_fixed_sweep(const std::string& name, uint64_t seed, int default_count, MakeCase make_case,
+                       KeepXLoraA keep_x_lora_a) {
+  std::mt19937_64 rng(seed);
+  SweepReport report;
+  const int cases = case_count(default_count);
+  for (int i = 0; i < cases; ++i) {
+    const ExpertGemmCase spec = make_case(i);
+    CAPTURE(i);
+    CAPTURE(spec.describe());
+    ExpertGemmInputs in(spec, rng);
+    ForwardOptions options;
+    options.want_x_lora_a = spec.rank > 0 && keep_x_lora_a(i);
+    ForwardCall call(in, options);
+    call.run();
+    CHECK(check_forward(in, options, call, report));
+  }
+  report.print(name + ", " + std::to_string(cases) + " cases, all also compared with the CPU backend");
+}
+
 }  // namespace
 
 TEST_CASE("y and x_lora_a match float64 and the CPU backend over a seeded sweep of every combination") {
@@ -155,40 +177,14 @@ TEST_CASE("y and x_lora_a match float64 and the CPU backend over a seeded sweep 
 
 TEST_CASE("training-sized problems match float64 and the CPU backend on every tile edge") {
   if (skip_without_gpu()) return;
-  std::mt19937_64 rng(20261130);
-  SweepReport report;
-  const int cases = case_count(16);
-  for (int i = 0; i < cases; ++i) {
-    const ExpertGemmCase spec = training_gpu_case(i);
-    CAPTURE(i);
-    CAPTURE(spec.describe());
-    ExpertGemmInputs in(spec, rng);
-    ForwardOptions options;
-    options.want_x_lora_a = spec.rank > 0 && i % 3 == 0;
-    ForwardCall call(in, options);
-    call.run();
-    CHECK(check_forward(in, options, call, report));
-  }
-  report.print("CUDA forward, training-sized, " + std::to_string(cases) + " cases");
+  check_fixed_sweep("CUDA forward, training-sized", 20261130, 16, training_gpu_case,
+                    [](int i) { return i % 3 == 0; });
 }
 
 TEST_CASE("decode-sized problems with deep products split their depth and match float64 and the CPU backend") {
   if (skip_without_gpu()) return;
-  std::mt19937_64 rng(20261129);
-  SweepReport report;
-  const int cases = case_count(10);
-  for (int i = 0; i < cases; ++i) {
-    const ExpertGemmCase spec = decode_gpu_case(i);
-    CAPTURE(i);
-    CAPTURE(spec.describe());
-    ExpertGemmInputs in(spec, rng);
-    ForwardOptions options;
-    options.want_x_lora_a = spec.rank > 0 && i % 2 == 0;
-    ForwardCall call(in, options);
-    call.run();
-    CHECK(check_forward(in, options, call, report));
-  }
-  report.print("CUDA forward, decode-sized with deep products, " + std::to_string(cases) + " cases");
+  check_fixed_sweep("CUDA forward, decode-sized with deep products", 20261129, 10, decode_gpu_case,
+                    [](int i) { return i % 2 == 0; });
 }
 
 TEST_CASE("group_end that is negative, decreases or passes M is clamped: no row is written twice or out of range") {

@@ -172,6 +172,33 @@ bool check_backward(ExpertGemmInputs& in, const GradientRequest& request, Backwa
   return true;
 }
 
+// Cases 0 .. n - 1 of a fixed sweep (make_case(i)), grad_x always, each checked
+// against float64 and, necessarily, the CPU backend; the LoRA gradients are asked for
+// where lora_gradients(i) and the forward's x_lora_a is passed where pass_x_lora_a(i).
+template <class MakeCase, class LoraGradients, class PassXLoraA>
+void check_fixed_sweep(const std::string& name, uint64_t seed, int default_count, MakeCase make_case,
+                       LoraGradients lora_gradients, PassXLoraA pass_x_lora_a) {
+  std::mt19937_64 rng(seed);
+  SweepReport report;
+  const int cases = case_count(default_count);
+  for (int i = 0; i < cases; ++i) {
+    const ExpertGemmCase spec = make_case(i);
+    CAPTURE(i);
+    CAPTURE(spec.describe());
+    ExpertGemmInputs in(spec, rng);
+    DeviceGradientRequest request;
+    request.grad_x = true;
+    request.grad_lora_a = request.grad_lora_b = spec.rank > 0 && lora_gradients(i);
+    request.pass_x = true;
+    request.pass_x_lora_a = spec.rank > 0 && pass_x_lora_a(i);
+    BackwardTensors host = backward_tensors(in, request, rng);
+    BackwardCall call(in, host, request);
+    call.run();
+    CHECK(check_backward(in, request, host, report));
+  }
+  report.print(name + ", " + std::to_string(cases) + " cases, all also compared with the CPU backend");
+}
+
 }  // namespace
 
 TEST_CASE("the gradients match float64 and the CPU backend over a seeded sweep of every combination") {
@@ -200,49 +227,14 @@ TEST_CASE("the gradients match float64 and the CPU backend over a seeded sweep o
 
 TEST_CASE("training-sized gradients match float64 and the CPU backend on every tile edge") {
   if (skip_without_gpu()) return;
-  std::mt19937_64 rng(20261131);
-  SweepReport report;
-  const int cases = case_count(16);
-  for (int i = 0; i < cases; ++i) {
-    const ExpertGemmCase spec = training_gpu_case(i);
-    CAPTURE(i);
-    CAPTURE(spec.describe());
-    ExpertGemmInputs in(spec, rng);
-    DeviceGradientRequest request;
-    request.grad_x = true;
-    request.grad_lora_a = request.grad_lora_b = spec.rank > 0 && i % 2 == 0;
-    request.pass_x = true;
-    request.pass_x_lora_a = spec.rank > 0 && i % 3 == 0;
-    BackwardTensors host = backward_tensors(in, request, rng);
-    BackwardCall call(in, host, request);
-    call.run();
-    CHECK(check_backward(in, request, host, report));
-  }
-  report.print("CUDA backward, training-sized, " + std::to_string(cases) + " cases, all also compared with "
-               "the CPU backend");
+  check_fixed_sweep("CUDA backward, training-sized", 20261131, 16, training_gpu_case,
+                    [](int i) { return i % 2 == 0; }, [](int i) { return i % 3 == 0; });
 }
 
 TEST_CASE("decode-sized gradients with deep products split their depth and match float64 and the CPU backend") {
   if (skip_without_gpu()) return;
-  std::mt19937_64 rng(20261128);
-  SweepReport report;
-  const int cases = case_count(10);
-  for (int i = 0; i < cases; ++i) {
-    const ExpertGemmCase spec = decode_gpu_case(i);
-    CAPTURE(i);
-    CAPTURE(spec.describe());
-    ExpertGemmInputs in(spec, rng);
-    DeviceGradientRequest request;
-    request.grad_x = true;
-    request.grad_lora_a = request.grad_lora_b = spec.rank > 0 && i % 3 != 2;
-    request.pass_x = true;
-    request.pass_x_lora_a = spec.rank > 0 && i % 2 == 0;
-    BackwardTensors host = backward_tensors(in, request, rng);
-    BackwardCall call(in, host, request);
-    call.run();
-    CHECK(check_backward(in, request, host, report));
-  }
-  report.print("CUDA backward, decode-sized with deep products, " + std::to_string(cases) + " cases");
+  check_fixed_sweep("CUDA backward, decode-sized with deep products", 20261128, 10, decode_gpu_case,
+                    [](int i) { return i % 3 != 2; }, [](int i) { return i % 2 == 0; });
 }
 
 TEST_CASE("the LoRA gradients are the same bits run to run, and zero for experts without rows") {

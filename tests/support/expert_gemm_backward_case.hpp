@@ -63,34 +63,16 @@ inline moeq_expert_gemm_grad_args request_args(ExpertGemmInputs& in, BackwardTen
 inline void reference_grad_y_lora_b_row(const ExpertGemmInputs& in, int64_t e, const double* grad_y,
                                         double* value, double* bound) {
   const ExpertGemmCase& c = in.spec;
-  for (int64_t j = 0; j < c.rank; ++j) {
-    value[j] = bound[j] = 0.0;
-    for (int64_t n = 0; n < c.out_features; ++n) {
-      const double term = grad_y[n] * in.b(e, n, j);
-      value[j] += term;
-      bound[j] += std::fabs(term);
-    }
-  }
+  reference_row(c.rank, c.out_features, grad_y, [&](int64_t j, int64_t n) { return in.b(e, n, j); }, value, bound);
 }
 
 // grad_x_m = dY_m W_e + s g_m A_e [K], given g_m and its bounds.
 inline void reference_grad_x_row(const ExpertGemmInputs& in, int64_t e, const double* grad_y, const double* g,
                                  const double* g_bound, double* value, double* bound) {
   const ExpertGemmCase& c = in.spec;
-  for (int64_t k = 0; k < c.in_features; ++k) {
-    double sum = 0.0, sum_bound = 0.0;
-    for (int64_t n = 0; n < c.out_features; ++n) {
-      const double term = grad_y[n] * in.w(e, n, k);
-      sum += term;
-      sum_bound += std::fabs(term);
-    }
-    for (int64_t j = 0; j < c.rank; ++j) {
-      sum += c.lora_scale * g[j] * in.a(e, j, k);
-      sum_bound += std::fabs(c.lora_scale * in.a(e, j, k)) * g_bound[j];
-    }
-    value[k] = sum;
-    bound[k] = sum_bound;
-  }
+  reference_row(c.in_features, c.out_features, grad_y, [&](int64_t k, int64_t n) { return in.w(e, n, k); },
+                c.rank, c.lora_scale, g, g_bound, [&](int64_t k, int64_t j) { return in.a(e, j, k); }, value,
+                bound);
 }
 
 // Row m's terms of dA_e += s g_mᵀ x_m and dB_e += s dY_mᵀ xa_m (xa_m: the row of

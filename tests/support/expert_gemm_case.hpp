@@ -284,19 +284,42 @@ struct Reference {
   }
 };
 
+// The row product every float64 reference here is made of, for o < outputs:
+//   value[o] = sum_d left[d] dense(o, d) + scale sum_j projected[j] factor(o, j)
+// and bound[o] the same sums of |terms|, with the projected row's own bounds in place
+// of |projected[j]| (it is itself a rounded intermediate). rank 0: the dense sum alone.
+template <class Dense, class Factor>
+inline void reference_row(int64_t outputs, int64_t depth, const double* left, Dense dense, int64_t rank,
+                          double scale, const double* projected, const double* projected_bound, Factor factor,
+                          double* value, double* bound) {
+  for (int64_t o = 0; o < outputs; ++o) {
+    double sum = 0.0, sum_bound = 0.0;
+    for (int64_t d = 0; d < depth; ++d) {
+      const double term = left[d] * dense(o, d);
+      sum += term;
+      sum_bound += std::fabs(term);
+    }
+    for (int64_t j = 0; j < rank; ++j) {
+      sum += scale * projected[j] * factor(o, j);
+      sum_bound += std::fabs(scale * factor(o, j)) * projected_bound[j];
+    }
+    value[o] = sum;
+    bound[o] = sum_bound;
+  }
+}
+template <class Dense>
+inline void reference_row(int64_t outputs, int64_t depth, const double* left, Dense dense, double* value,
+                          double* bound) {
+  reference_row(outputs, depth, left, dense, 0, 0.0, nullptr, nullptr, [](int64_t, int64_t) { return 0.0; },
+                value, bound);
+}
+
 // Row m (routed to expert e) of x · A_eᵀ: value[j] and its bound sum |terms|, j < r.
 inline void reference_x_lora_a_row(const ExpertGemmInputs& in, int64_t e, int64_t m, double* value,
                                    double* bound) {
   const ExpertGemmCase& c = in.spec;
-  const double* x = in.x_values.data() + m * c.in_features;
-  for (int64_t j = 0; j < c.rank; ++j) {
-    value[j] = bound[j] = 0.0;
-    for (int64_t k = 0; k < c.in_features; ++k) {
-      const double term = x[k] * in.a(e, j, k);
-      value[j] += term;
-      bound[j] += std::fabs(term);
-    }
-  }
+  reference_row(c.rank, c.in_features, in.x_values.data() + m * c.in_features,
+                [&](int64_t j, int64_t k) { return in.a(e, j, k); }, value, bound);
 }
 
 // Row m (routed to expert e) of y = x · W_eᵀ + s · (x · A_eᵀ) · B_eᵀ, given that row
@@ -304,24 +327,11 @@ inline void reference_x_lora_a_row(const ExpertGemmInputs& in, int64_t e, int64_
 inline void reference_y_row(const ExpertGemmInputs& in, int64_t e, int64_t m, const double* projected,
                             const double* projected_bound, double* value, double* bound) {
   const ExpertGemmCase& c = in.spec;
-  const double* x = in.x_values.data() + m * c.in_features;
-  for (int64_t n = 0; n < c.out_features; ++n) {
-    double sum = 0.0, sum_bound = 0.0;
-    for (int64_t k = 0; k < c.in_features; ++k) {
-      const double term = x[k] * in.w(e, n, k);
-      sum += term;
-      sum_bound += std::fabs(term);
-    }
-    for (int64_t j = 0; j < c.rank; ++j) {
-      sum += c.lora_scale * projected[j] * in.b(e, n, j);
-      sum_bound += std::fabs(c.lora_scale * in.b(e, n, j)) * projected_bound[j];
-    }
-    value[n] = sum;
-    bound[n] = sum_bound;
-  }
+  reference_row(c.out_features, c.in_features, in.x_values.data() + m * c.in_features,
+                [&](int64_t n, int64_t k) { return in.w(e, n, k); }, c.rank, c.lora_scale, projected,
+                projected_bound, [&](int64_t n, int64_t j) { return in.b(e, n, j); }, value, bound);
 }
 
-// x_e · A_eᵀ for every routed row: [routed, r].
 inline Reference reference_x_lora_a(const ExpertGemmInputs& in) {
   const ExpertGemmCase& c = in.spec;
   Reference out;
