@@ -4,15 +4,10 @@
 // wgmma (never stored to shared memory) and the tokens are its wide N side.
 //
 // Persistent blocks (one per SM) take tiles of 128 output features x 256 tokens
-// of one expert in turn, in clusters of two: the pair computes the same 256 tokens
-// for features f0 .. f0 + 255, and each block's copy engine (TMA) brings one half of
-// the tokens into both blocks' shared memory (multicast), so x crosses L2 once per
-// pair. Without that, x alone asked 32 KB of L2 per 64-deep step and block, more
-// than L2 delivers to 132 SMs at the tensor cores' pace (bench/RESULTS.md, seventh
-// pass). Warp 8 (of the third warpgroup) is the producer, running ahead across tiles:
-// TMA brings each 64-deep step of x (128-byte swizzle, the layout wgmma reads) and
-// of the packed 4-bit weight into a ring of stages, and its lanes decode the step's
-// absmax. Warps 0-7 are two consumer warpgroups of 64
+// of one expert in turn. Warp 8 (of the third warpgroup) is the producer, running
+// ahead across tiles: the copy engine (TMA) brings each 64-deep step of x (128-byte swizzle,
+// the layout wgmma reads) and of the packed 4-bit weight into a ring of stages, and
+// its lanes decode the step's absmax. Warps 0-7 are two consumer warpgroups of 64
 // features each: they turn packed bytes into bf16/f16 fragments in registers and
 // issue wgmma m64 x n256 (n128 when the tile holds at most 128 tokens) x k16.
 // While one warpgroup dequantizes, the other's products run.
@@ -32,7 +27,6 @@
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define MOEQ_WGMMA_DEVICE 1
-#include <cute/arch/cluster_sm90.hpp>
 #include <cute/arch/copy_sm90_desc.hpp>
 #include <cute/arch/copy_sm90_tma.hpp>
 #include <cute/arch/mma_sm90_desc.hpp>
@@ -47,12 +41,6 @@ constexpr int kWgmmaFeatures = 128;  // output features per block (2 warpgroups 
 constexpr int kWgmmaTokens = 256;    // tokens per block: the schedule's row tile
 constexpr int kWgmmaDepth = 64;      // K per step: one 128-byte swizzle row of x
 constexpr int kWgmmaStages = 4;
-// Blocks per cluster: each loads half of the tile's token rows of x for both.
-constexpr int kWgmmaClusterBlocks = 2;
-constexpr int kWgmmaHalfTokens = kWgmmaTokens / kWgmmaClusterBlocks;
-// x comes in boxes of 64 token rows: a block copies two of them, or one when the
-// tile holds at most 128 tokens. Both blocks always copy (see produce).
-constexpr int kWgmmaXBoxRows = 64;
 constexpr int kWgmmaConsumerThreads = 256;
 // A third warpgroup produces (one warp of it works): register budgets move by
 // warpgroup (setmaxnreg), so the consumers get 232 registers and the producers 40;
@@ -60,9 +48,6 @@ constexpr int kWgmmaConsumerThreads = 256;
 // serializing wgmma (288 threads would cap every thread at 168: 3 warps on one
 // sub-partition's register file).
 constexpr int kWgmmaThreads = kWgmmaConsumerThreads + 128;
-// Who releases a stage: one lane per consumer warp, in both blocks of the cluster
-// (each block's x copy also fills the other's stage).
-constexpr int kWgmmaStageReleases = kWgmmaConsumerThreads / 32 * kWgmmaClusterBlocks;
 // Epilogue staging rows: 64 features of 2 bytes plus 16 bytes, so the fragment
 // stores of a warp fall in distinct banks.
 constexpr int kWgmmaStagingStride = 64 * 2 + 16;
@@ -70,7 +55,6 @@ constexpr int kWgmmaStagingStride = 64 * 2 + 16;
 struct WgmmaGemmParams {
   ExpertSchedule schedule;  // row tile kWgmmaTokens
   int64_t feature_tiles;    // ceil(N / kWgmmaFeatures)
-  int64_t feature_pairs;    // ceil(feature_tiles / 2): a cluster's share of a row tile
   int64_t depth;            // K
   int64_t cols;             // N
   QuantWeightView weight;   // [E, N, K], or [E, K, N] for the transposed kernel
@@ -115,19 +99,16 @@ namespace wgmma_detail {
 struct TileWork {
   int32_t expert;
   int64_t row0, row_end, feature0;
-  // At most kWgmmaHalfTokens rows: only the first block's half of x is loaded.
-  __device__ __forceinline__ bool narrow() const { return row_end - row0 <= kWgmmaHalfTokens; }
 };
 
-// This block's tile of cluster tile `tile` (a row tile and a pair of feature tiles;
-// the pairs vary fastest, so the tiles of one expert's token rows run at the same
-// time and share their x in L2). Each warp finds it on its own: the expert by a
-// 32-way search over tile_prefix (two or three dependent loads for up to 1024
-// experts instead of ten).
-__device__ __forceinline__ TileWork tile_work(const WgmmaGemmParams& p, int64_t tile, uint32_t cluster_rank) {
+// The work of tile `tile` (feature tiles vary fastest, so the tiles of one
+// expert's token rows run at the same time and share their x in L2). Each warp
+// finds it on its own: the expert by a 32-way search over tile_prefix (two or
+// three dependent loads for up to 1024 experts instead of ten).
+__device__ __forceinline__ TileWork tile_work(const WgmmaGemmParams& p, int64_t tile) {
   const ExpertSchedule& s = p.schedule;
   const int lane = threadIdx.x % 32;
-  const int64_t row_tile = tile / p.feature_pairs;
+  const int64_t row_tile = tile / p.feature_tiles;
   int32_t low = 0, high = s.experts - 1;  // the last expert whose first tile is <= row_tile
   while (low < high) {
     const int32_t probe = low + static_cast<int32_t>((static_cast<int64_t>(high - low) * (lane + 1) + 31) / 32);
@@ -142,7 +123,7 @@ __device__ __forceinline__ TileWork tile_work(const WgmmaGemmParams& p, int64_t 
   work.expert = low;
   work.row0 = s.row_begin[low] + (row_tile - s.tile_prefix[low]) * kWgmmaTokens;
   work.row_end = s.row_end[low];
-  work.feature0 = (tile % p.feature_pairs * kWgmmaClusterBlocks + cluster_rank) * kWgmmaFeatures;
+  work.feature0 = tile % p.feature_tiles * kWgmmaFeatures;
   return work;
 }
 
@@ -380,27 +361,6 @@ __device__ __forceinline__ void fill_lora_tile(const WgmmaGemmParams& p, uint8_t
 
 __device__ __forceinline__ void consumer_sync() { cutlass::arch::NamedBarrier::sync(kWgmmaConsumerThreads, 1); }
 
-// A consumer warp releases stage `stage` in both blocks of the cluster, once its
-// reads of it are done (packed and absmax loads used, products waited for).
-__device__ __forceinline__ void release_stage(WgmmaGemmSmem& smem, StageCount stage) {
-  __syncwarp();
-  if (threadIdx.x % 32 == 0)
-#pragma unroll
-    for (uint32_t block = 0; block < kWgmmaClusterBlocks; ++block)
-      cutlass::arch::ClusterBarrier::arrive(&smem.empty[stage_slot(stage)], block, 1u);
-}
-
-// The consumers of a block whose feature tile lies past N (the second of a pair
-// when the feature tiles are odd): nothing to compute, but the stages the other
-// block fills are waited for and released as usual.
-__device__ __forceinline__ void pass_stages(WgmmaGemmSmem& smem, int64_t steps, StageCount counter) {
-  for (int64_t step = 0; step < steps; ++step) {
-    const StageCount stage = counter + static_cast<StageCount>(step);
-    cutlass::arch::ClusterTransactionBarrier::wait(&smem.full[stage_slot(stage)], stage_phase(stage));
-    release_stage(smem, stage);
-  }
-}
-
 // The producer warp: TMA for x and the packed weight, and cp.async for the chunks'
 // absmax (nested: nested absmax and code word), all completing on the stage's
 // barrier, so the warp never waits for global memory; stages ahead are only
@@ -408,42 +368,25 @@ __device__ __forceinline__ void pass_stages(WgmmaGemmSmem& smem, int64_t steps, 
 template <bool kTransposed>
 __device__ __forceinline__ void produce(const CUtensorMap& x_map, const CUtensorMap& w_map,
                                         const WgmmaGemmParams& p, WgmmaGemmSmem& smem, const TileWork& work,
-                                        uint32_t cluster_rank, int64_t steps, StageCount& counter) {
+                                        int64_t steps, StageCount& counter) {
   using Barrier = cutlass::arch::ClusterTransactionBarrier;
   using Chunks = StageChunks<kTransposed>;
   const int lane = threadIdx.x % 32;
   const QuantWeightView& w = p.weight;
   const int32_t expert = work.expert;
   const int64_t row0 = work.row0, feature0 = work.feature0;
-  // The x rows this block copies to both: its half of the tile's tokens, or of its
-  // first 128 for a narrow tile. Each block's copies land in both blocks' stages, so
-  // neither can fill a stage again before the consumers of both released it; had one
-  // block skipped its copy, the other's consumers could run a whole ring ahead and
-  // arrive at this block's barrier for the stage's next use before its last
-  // release of the current one.
-  const int boxes = work.narrow() ? 1 : kWgmmaHalfTokens / kWgmmaXBoxRows;
-  const int first_row = static_cast<int>(cluster_rank) * boxes * kWgmmaXBoxRows;
-  const uint32_t x_bytes = kWgmmaClusterBlocks * boxes * kWgmmaXBoxRows * kWgmmaDepth * 2;
-  constexpr uint16_t kBothBlocks = (1u << kWgmmaClusterBlocks) - 1;
   for (int64_t step = 0; step < steps; ++step, ++counter) {
-    // The slot's previous use must be released, in both blocks (x lands in both). A
-    // fresh barrier counts as having completed the phase before its first, so the
-    // first round passes at once.
+    // The slot's previous use must be released. A fresh barrier counts as having
+    // completed the phase before its first, so the first round passes at once.
     const int slot = stage_slot(counter);
     Barrier::wait(&smem.empty[slot], stage_phase(counter) ^ 1u);
     const int64_t k0 = step * kWgmmaDepth;
     if (lane == 0) {
-      // Announced before this lane's arrival, so the phase cannot end without the bytes
-      // (the other block's half of x may land before or after: the count may go
-      // below zero, and the phase still needs this warp's arrivals).
-      Barrier::expect_transaction(&smem.full[slot], x_bytes + sizeof(smem.packed[0]));
+      // Announced before this lane's arrival, so the phase cannot end without the bytes.
+      Barrier::expect_transaction(&smem.full[slot], sizeof(smem.x[0]) + sizeof(smem.packed[0]));
       const auto hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
-      for (int box = 0; box < boxes; ++box) {
-        const int row = first_row + box * kWgmmaXBoxRows;
-        cute::SM90_TMA_LOAD_MULTICAST_2D::copy(&x_map, &smem.full[slot], kBothBlocks, hint,
-                                               smem.x[slot] + row * kWgmmaDepth * 2, static_cast<int32_t>(k0),
-                                               static_cast<int32_t>(row0 + row));
-      }
+      cute::SM90_TMA_LOAD_2D::copy(&x_map, &smem.full[slot], hint, smem.x[slot], static_cast<int32_t>(k0),
+                                   static_cast<int32_t>(row0));
       const int64_t w_row = expert * w.dim1 + (kTransposed ? k0 : feature0);
       const int64_t w_byte = (kTransposed ? feature0 : k0) / 2;
       cute::SM90_TMA_LOAD_2D::copy(&w_map, &smem.full[slot], hint, smem.packed[slot], static_cast<int32_t>(w_byte),
@@ -566,7 +509,10 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
     mma<Element, kTokens>(a, tile + 2 * j, acc);
     cute::warpgroup_commit_batch();
   };
-  auto release_step = [&](int64_t step) { release_stage(smem, counter + static_cast<StageCount>(step)); };
+  // Every thread releases its own reads of the stage (the products of `step` are done).
+  auto release_step = [&](int64_t step) {
+    Barrier::arrive(&smem.empty[stage_slot(counter + static_cast<StageCount>(step))]);
+  };
 
   // The first 64 ranks of s x A^T go to shared memory while the first stages land;
   // the last tile's LoRA products are done with it (both warpgroups).
@@ -647,14 +593,12 @@ wgmma_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_consta
   const uint32_t misalignment = static_cast<uint32_t>(__cvta_generic_to_shared(smem_bytes)) & 1023u;
   WgmmaGemmSmem& smem = *reinterpret_cast<WgmmaGemmSmem*>(smem_bytes + ((1024u - misalignment) & 1023u));
 
-  const int64_t tiles = static_cast<int64_t>(p.schedule.tile_prefix[p.schedule.experts]) * p.feature_pairs;
+  const int64_t tiles = static_cast<int64_t>(p.schedule.tile_prefix[p.schedule.experts]) * p.feature_tiles;
   const int64_t steps = (p.depth + kWgmmaDepth - 1) / kWgmmaDepth;
-  const uint32_t cluster_rank = cute::block_rank_in_cluster();
-  const int64_t cluster = blockIdx.x / kWgmmaClusterBlocks, clusters = gridDim.x / kWgmmaClusterBlocks;
   if (threadIdx.x == 0) {
     for (int s = 0; s < kWgmmaStages; ++s) {
       cutlass::arch::ClusterTransactionBarrier::init(&smem.full[s], 32);
-      cutlass::arch::ClusterBarrier::init(&smem.empty[s], kWgmmaStageReleases);
+      cutlass::arch::ClusterBarrier::init(&smem.empty[s], kWgmmaConsumerThreads);
     }
     cutlass::arch::fence_barrier_init();
   }
@@ -663,32 +607,23 @@ wgmma_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_consta
   __shared__ float code_table[16];
   if (threadIdx.x < 16) code_table[threadIdx.x] = code_value(p.weight.format, threadIdx.x);
   if (p.weight.nested && threadIdx.x < 256) smem.nested_code[threadIdx.x] = __ldg(p.weight.nested_code + threadIdx.x);
-  // Both blocks' barriers exist before either copies into or arrives at the other.
   __syncthreads();
-  cute::cluster_sync();
 
-  // Producers and consumers of both blocks walk the same tiles and count the same
-  // stages. Every thread reaches the final cluster barrier, after its last copy into
-  // or arrival at the other block.
+  // Producer and consumers walk the same tiles and count the same stages.
   StageCount counter = 0;
   if (threadIdx.x >= kWgmmaConsumerThreads) {
     cutlass::arch::warpgroup_reg_dealloc<40>();
-    if (threadIdx.x < kWgmmaConsumerThreads + 32)
-      for (int64_t tile = cluster; tile < tiles; tile += clusters)
-        produce<kTransposed>(x_map, w_map, p, smem, tile_work(p, tile, cluster_rank), cluster_rank, steps, counter);
-    cute::cluster_sync();
+    if (threadIdx.x >= kWgmmaConsumerThreads + 32) return;
+    for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x)
+      produce<kTransposed>(x_map, w_map, p, smem, tile_work(p, tile), steps, counter);
     return;
   }
   cutlass::arch::warpgroup_reg_alloc<232>();
-  for (int64_t tile = cluster; tile < tiles; tile += clusters, counter += static_cast<StageCount>(steps)) {
-    const TileWork work = tile_work(p, tile, cluster_rank);
-    if (work.feature0 >= p.cols) {
-      pass_stages(smem, steps, counter);
-      continue;
-    }
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x, counter += static_cast<StageCount>(steps)) {
+    const TileWork work = tile_work(p, tile);
     // Uniform branches: the nested decode and the token width are compiled out of
     // the loops that do not need them (predicated code still takes issue slots).
-    const bool wide = !work.narrow();
+    const bool wide = work.row_end - work.row0 > 128;
     if (p.weight.nested) {
       if (wide) consume<Element, kTransposed, true, 256>(p, smem, code_table, work, steps, counter);
       else consume<Element, kTransposed, true, 128>(p, smem, code_table, work, steps, counter);
@@ -697,7 +632,6 @@ wgmma_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_consta
       else consume<Element, kTransposed, false, 128>(p, smem, code_table, work, steps, counter);
     }
   }
-  cute::cluster_sync();
 #endif
 }
 
