@@ -525,25 +525,30 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
   uint32_t lora_first[4];
   if (p.rank > 0) lora_fragment<Element>(p, expert, feature0 + row, 0, lora_first);
 
-  // Software-pipelined by k16 steps with two fragment sets: the next k16 step is
-  // dequantized while the product of this one runs, and waiting for the previous
-  // one (wait<1>) frees the set it read (after a step's last, also its stage).
-  uint32_t even[4], odd[4];
-  auto pipelined = [&](int64_t step, int j, uint32_t(&current)[4], uint32_t(&next)[4]) {
-    fence_fragments(current);
-    issue_k16(step, j, current);
-    cute::warpgroup_wait<1>();
-    if (j == 0 && step > 0) release_step(step - 1);
-    fence_fragments(next);
-    if (j < 3) dequantize_k16(step, j + 1, next);
-    else if (step + 1 < steps) dequantize_k16(step + 1, 0, next);
+  // Software-pipelined by k16 steps with one fragment set per k16 step of a stage:
+  // up to four products of a warpgroup run while it dequantizes the next k16 step
+  // (wait<3> leaves the last three in flight and frees the set the fourth read).
+  // With two sets (wait<1>) the tensor cores idled: the same loop without any
+  // dequantization reached only 62% of the bf16 rate (bench/RESULTS.md, seventh pass).
+  // A stage is released once the products of all its k16 steps are done, after the
+  // next stage's last issue.
+  uint32_t fragments[4][4];
+  auto pipelined = [&](int64_t step, int j) {
+    fence_fragments(fragments[j]);
+    issue_k16(step, j, fragments[j]);
+    cute::warpgroup_wait<3>();
+    if (j == 3 && step > 0) release_step(step - 1);
+    const int next = (j + 1) % 4;
+    fence_fragments(fragments[next]);
+    if (j < 3) dequantize_k16(step, j + 1, fragments[next]);
+    else if (step + 1 < steps) dequantize_k16(step + 1, 0, fragments[next]);
   };
-  dequantize_k16(0, 0, even);
+  dequantize_k16(0, 0, fragments[0]);
   for (int64_t step = 0; step < steps; ++step) {
-    pipelined(step, 0, even, odd);
-    pipelined(step, 1, odd, even);
-    pipelined(step, 2, even, odd);
-    pipelined(step, 3, odd, even);
+    pipelined(step, 0);
+    pipelined(step, 1);
+    pipelined(step, 2);
+    pipelined(step, 3);
   }
   cute::warpgroup_wait<0>();
   fence_accumulators(acc);
