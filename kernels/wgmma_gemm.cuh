@@ -4,10 +4,10 @@
 // wgmma (never stored to shared memory) and the tokens are its wide N side.
 //
 // Persistent blocks (one per SM) take tiles of 128 output features x 256 tokens
-// of one expert in turn. Warp 8 (of the third warpgroup) is the producer, running
-// ahead across tiles: the copy engine (TMA) brings each 64-deep step of x (128-byte swizzle,
-// the layout wgmma reads) and of the packed 4-bit weight into a ring of stages, and
-// its lanes decode the step's absmax. Warps 0-7 are two consumer warpgroups of 64
+// of one expert in turn. The third warpgroup is the producer, running ahead across
+// tiles: the copy engine (TMA) brings each 64-deep step of x (128-byte swizzle, the
+// layout wgmma reads) and of the packed 4-bit weight into a ring of stages, and its
+// threads copy the step's absmax. Warps 0-7 are two consumer warpgroups of 64
 // features each: they turn packed bytes into bf16/f16 fragments in registers and
 // issue wgmma m64 x n256 (n128 when the tile holds at most 128 tokens) x k16.
 // While one warpgroup dequantizes, the other's products run.
@@ -42,12 +42,17 @@ constexpr int kWgmmaTokens = 256;    // tokens per block: the schedule's row til
 constexpr int kWgmmaDepth = 64;      // K per step: one 128-byte swizzle row of x
 constexpr int kWgmmaStages = 4;
 constexpr int kWgmmaConsumerThreads = 256;
-// A third warpgroup produces (one warp of it works): register budgets move by
-// warpgroup (setmaxnreg), so the consumers get 232 registers and the producers 40;
-// ptxas needs that room to keep two fragment sets beside the accumulators without
-// serializing wgmma (288 threads would cap every thread at 168: 3 warps on one
-// sub-partition's register file).
-constexpr int kWgmmaThreads = kWgmmaConsumerThreads + 128;
+// A third warpgroup produces: register budgets move by warpgroup (setmaxnreg), so
+// the consumers get 232 registers and the producers 40; ptxas needs that room to
+// keep the fragment sets beside the accumulators without serializing wgmma. All
+// four of its warps copy absmax: one warp alone spent ~700 cycles per step on the
+// copies' index arithmetic, on one scheduler beside two consumer warps.
+constexpr int kWgmmaProducerThreads = 128;
+constexpr int kWgmmaThreads = kWgmmaConsumerThreads + kWgmmaProducerThreads;
+// Its last warp fills the LoRA operand tile (s x A^T) instead, a tile ahead of its
+// use: filled by the consumers at each tile's start, it held both warpgroups for
+// its loads' latency (~10 us per tile, 15% of the Qwen3 gate_up forward).
+constexpr int kWgmmaCopyThreads = kWgmmaProducerThreads - 32;
 // Epilogue staging rows: 64 features of 2 bytes plus 16 bytes, so the fragment
 // stores of a warp fall in distinct banks.
 constexpr int kWgmmaStagingStride = 64 * 2 + 16;
@@ -83,6 +88,7 @@ struct WgmmaGemmSmem {
   float nested_code[256];
   uint64_t full[kWgmmaStages];
   uint64_t empty[kWgmmaStages];
+  uint64_t lora_full, lora_empty;  // the LoRA tile holds a rank chunk / is free again
 };
 // The copy engine's swizzle repeats every 256 (32B) or 512 (64B) bytes of the packed tiles.
 static_assert(offsetof(WgmmaGemmSmem, packed) % 512 == 0 && sizeof(WgmmaGemmSmem::packed[0]) % 512 == 0,
@@ -333,45 +339,75 @@ __device__ __forceinline__ void lora_fragment(const WgmmaGemmParams& p, int64_t 
   }
 }
 
-// Fills the LoRA operand tile: row i = token row0 + i, columns j0 .. j0 + 63 of
-// s x A^T rounded to the operand type (zeros past the rank and the expert's rows).
-// One consumer thread per token row; ends with the writes visible to wgmma.
-template <class Element>
-__device__ __forceinline__ void fill_lora_tile(const WgmmaGemmParams& p, uint8_t* tile, int64_t row0,
-                                               int64_t row_end, int64_t j0) {
-  const int i = threadIdx.x;  // consumer threads 0..255
-  const int64_t row = row0 + i;
+__device__ __forceinline__ float as_float(float value) { return value; }
+__device__ __forceinline__ float as_float(__nv_bfloat16 value) { return __bfloat162float(value); }
+__device__ __forceinline__ float as_float(__half value) { return __half2float(value); }
+
+// Writes the LoRA operand tile's cells (i, j) for the expert's rows i of the tile
+// and the chunk's ranks j: s x A^T (stored as Source) at token row0 + i, rank j0 + j,
+// rounded to the operand type. Lanes take cells in turn, four loads in flight each
+// (a lane per row waited on each row's loads: ~16 us a tile at rank 16). Cells of
+// other experts' rows keep older values: they meet only token columns that are
+// never stored; ranks past the last are zeros from the start (fill_lora_chunks).
+template <class Element, class Source>
+__device__ __forceinline__ void write_lora_tile(const WgmmaGemmParams& p, uint8_t* tile, const TileWork& work,
+                                                int64_t j0) {
+  constexpr int kInFlight = 4;
+  const StridedView& v = p.lora_rows;
+  const int width = static_cast<int>(p.rank - j0 < kWgmmaDepth ? p.rank - j0 : kWgmmaDepth);
+  const int rows = static_cast<int>(work.row_end - work.row0 < kWgmmaTokens ? work.row_end - work.row0 : kWgmmaTokens);
+  const int cells = rows * width;
+  const Source* first = static_cast<const Source*>(v.data) + work.row0 * v.index_stride + j0 * v.depth_stride;
+#pragma unroll 1
+  for (int cell0 = threadIdx.x % 32; cell0 < cells; cell0 += 32 * kInFlight) {
+    float values[kInFlight];
 #pragma unroll
-  for (int chunk = 0; chunk < 8; ++chunk) {
-    float values[8];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const int64_t j = j0 + chunk * 8 + e;
-      values[e] = row < row_end && j < p.rank
-                      ? p.lora_scale * load_as_float(p.lora_rows.data, p.lora_rows.type,
-                                                     row * p.lora_rows.index_stride + j * p.lora_rows.depth_stride)
-                      : 0.0f;
+    for (int u = 0; u < kInFlight; ++u) {
+      const int cell = cell0 + 32 * u, i = cell / width, j = cell - i * width;
+      values[u] = cell < cells ? as_float(first[i * v.index_stride + j * v.depth_stride]) : 0.0f;
     }
-    const uint4 packed = make_uint4(round_pair<Element>(values[0], values[1]), round_pair<Element>(values[2], values[3]),
-                                    round_pair<Element>(values[4], values[5]), round_pair<Element>(values[6], values[7]));
-    *reinterpret_cast<uint4*>(tile + swizzled_offset(i, chunk)) = packed;
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      const int cell = cell0 + 32 * u, i = cell / width, j = cell - i * width;
+      if (cell < cells)
+        *reinterpret_cast<Element*>(tile + swizzled_offset(i, j / 8) + j % 8 * 2) =
+            round_to<Element>(p.lora_scale * values[u]);
+    }
   }
-  cutlass::arch::fence_view_async_shared();
 }
 
-__device__ __forceinline__ void consumer_sync() { cutlass::arch::NamedBarrier::sync(kWgmmaConsumerThreads, 1); }
+// The LoRA filler warp: for each tile and each 64-rank chunk, once the consumers
+// are done with the previous chunk, the operand tile, made visible to wgmma.
+// `chunks` counts the chunks over all tiles, as the consumers do.
+template <class Element>
+__device__ __forceinline__ void fill_lora_chunks(const WgmmaGemmParams& p, WgmmaGemmSmem& smem,
+                                                 const TileWork& work, uint32_t& chunks) {
+  if (chunks == 0)  // the kernel's first tile: zeros past the last rank, and finite values everywhere
+    for (int index = threadIdx.x % 32; index < static_cast<int>(sizeof(smem.lora) / 16); index += 32)
+      reinterpret_cast<uint4*>(smem.lora)[index] = make_uint4(0, 0, 0, 0);
+  for (int64_t j0 = 0; j0 < p.rank; j0 += kWgmmaDepth, ++chunks) {
+    cutlass::arch::ClusterBarrier::wait(&smem.lora_empty, (chunks & 1u) ^ 1u);
+    switch (p.lora_rows.type) {
+      case ScalarType::Float16: write_lora_tile<Element, __half>(p, smem.lora, work, j0); break;
+      case ScalarType::BFloat16: write_lora_tile<Element, __nv_bfloat16>(p, smem.lora, work, j0); break;
+      case ScalarType::Float32: write_lora_tile<Element, float>(p, smem.lora, work, j0); break;
+    }
+    cutlass::arch::fence_view_async_shared();
+    cutlass::arch::ClusterBarrier::arrive(&smem.lora_full);
+  }
+}
 
-// The producer warp: TMA for x and the packed weight, and cp.async for the chunks'
-// absmax (nested: nested absmax and code word), all completing on the stage's
-// barrier, so the warp never waits for global memory; stages ahead are only
-// bounded by the ring.
+// The producer warpgroup: TMA for x and the packed weight (its first thread), and
+// cp.async for the chunks' absmax (nested: nested absmax and code word), all
+// completing on the stage's barrier, so no thread waits for global memory; stages
+// ahead are only bounded by the ring.
 template <bool kTransposed>
 __device__ __forceinline__ void produce(const CUtensorMap& x_map, const CUtensorMap& w_map,
                                         const WgmmaGemmParams& p, WgmmaGemmSmem& smem, const TileWork& work,
                                         int64_t steps, StageCount& counter) {
   using Barrier = cutlass::arch::ClusterTransactionBarrier;
   using Chunks = StageChunks<kTransposed>;
-  const int lane = threadIdx.x % 32;
+  const int thread = threadIdx.x - kWgmmaConsumerThreads;  // 0 .. kWgmmaCopyThreads - 1
   const QuantWeightView& w = p.weight;
   const int32_t expert = work.expert;
   const int64_t row0 = work.row0, feature0 = work.feature0;
@@ -381,7 +417,7 @@ __device__ __forceinline__ void produce(const CUtensorMap& x_map, const CUtensor
     const int slot = stage_slot(counter);
     Barrier::wait(&smem.empty[slot], stage_phase(counter) ^ 1u);
     const int64_t k0 = step * kWgmmaDepth;
-    if (lane == 0) {
+    if (thread == 0) {
       // Announced before this lane's arrival, so the phase cannot end without the bytes.
       Barrier::expect_transaction(&smem.full[slot], sizeof(smem.x[0]) + sizeof(smem.packed[0]));
       const auto hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
@@ -393,7 +429,7 @@ __device__ __forceinline__ void produce(const CUtensorMap& x_map, const CUtensor
                                    static_cast<int32_t>(w_row));
     }
 #pragma unroll 1  // the copies do not block: nothing to overlap
-    for (int index = lane; index < Chunks::kRows * Chunks::kChunksPerRow; index += 32) {
+    for (int index = thread; index < Chunks::kRows * Chunks::kChunksPerRow; index += kWgmmaCopyThreads) {
       const int row = index / Chunks::kChunksPerRow, chunk = index % Chunks::kChunksPerRow;
       // (D1, D2) of the chunk in the weight's [E, D1, D2] view; chunks outside it
       // copy zeros (finite, and they meet only zero x columns or unstored features).
@@ -462,7 +498,8 @@ __device__ __forceinline__ void store_tile(const WgmmaGemmParams& p, const float
 // The consumer warpgroups: k steps over the ring, then LoRA's rank steps, then y.
 template <class Element, bool kTransposed, bool kNested, int kTokens>
 __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem& smem, const float* code,
-                                        const TileWork& work, int64_t steps, StageCount counter) {
+                                        const TileWork& work, int64_t steps, StageCount counter,
+                                        uint32_t& lora_chunks) {
   using Barrier = cutlass::arch::ClusterTransactionBarrier;
   const int32_t expert = work.expert;
   const int64_t row0 = work.row0, row_end = work.row_end, feature0 = work.feature0;
@@ -514,12 +551,6 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
     Barrier::arrive(&smem.empty[stage_slot(counter + static_cast<StageCount>(step))]);
   };
 
-  // The first 64 ranks of s x A^T go to shared memory while the first stages land;
-  // the last tile's LoRA products are done with it (both warpgroups).
-  if (p.rank > 0) {
-    consumer_sync();
-    fill_lora_tile<Element>(p, smem.lora, row0, row_end, 0);
-  }
   // The first LoRA fragment's loads run while the main loop does (their latency
   // stalled the rank step at the tile's end).
   uint32_t lora_first[4];
@@ -554,12 +585,8 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
   fence_accumulators(acc);
   release_step(steps - 1);
 
-  for (int64_t j0 = 0; j0 < p.rank; j0 += kWgmmaDepth) {
-    if (j0 > 0) {
-      consumer_sync();  // the previous rank chunk's products are done with the tile
-      fill_lora_tile<Element>(p, smem.lora, row0, row_end, j0);
-    }
-    consumer_sync();  // every thread's part of the tile is written
+  for (int64_t j0 = 0; j0 < p.rank; j0 += kWgmmaDepth, ++lora_chunks) {
+    cutlass::arch::ClusterBarrier::wait(&smem.lora_full, lora_chunks & 1u);
     const uint64_t tile = swizzled_tile_descriptor(smem.lora);
     for (int j = 0; j < 4 && j0 + 16 * j < p.rank; ++j) {
       uint32_t a[4];
@@ -576,6 +603,8 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
       cute::warpgroup_wait<0>();
       fence_accumulators(acc);
     }
+    __syncwarp();  // every lane's products are done with the chunk
+    if (lane == 0) cutlass::arch::ClusterBarrier::arrive(&smem.lora_empty);
   }
 
   store_tile<Element, kTokens>(p, acc, smem.staging[group], row0, row_end, feature0 + group * 64);
@@ -602,9 +631,11 @@ wgmma_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_consta
   const int64_t steps = (p.depth + kWgmmaDepth - 1) / kWgmmaDepth;
   if (threadIdx.x == 0) {
     for (int s = 0; s < kWgmmaStages; ++s) {
-      cutlass::arch::ClusterTransactionBarrier::init(&smem.full[s], 32);
+      cutlass::arch::ClusterTransactionBarrier::init(&smem.full[s], kWgmmaCopyThreads);
       cutlass::arch::ClusterBarrier::init(&smem.empty[s], kWgmmaConsumerThreads);
     }
+    cutlass::arch::ClusterBarrier::init(&smem.lora_full, 32);
+    cutlass::arch::ClusterBarrier::init(&smem.lora_empty, kWgmmaConsumerThreads / 32);
     cutlass::arch::fence_barrier_init();
   }
   // The 16 code values in static shared memory: a constant address, so each lookup
@@ -616,9 +647,15 @@ wgmma_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_consta
 
   // Producer and consumers walk the same tiles and count the same stages.
   StageCount counter = 0;
+  uint32_t lora_chunks = 0;
   if (threadIdx.x >= kWgmmaConsumerThreads) {
     cutlass::arch::warpgroup_reg_dealloc<40>();
-    if (threadIdx.x >= kWgmmaConsumerThreads + 32) return;
+    if (threadIdx.x >= kWgmmaConsumerThreads + kWgmmaCopyThreads) {
+      if (p.rank > 0)
+        for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x)
+          fill_lora_chunks<Element>(p, smem, tile_work(p, tile), lora_chunks);
+      return;
+    }
     for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x)
       produce<kTransposed>(x_map, w_map, p, smem, tile_work(p, tile), steps, counter);
     return;
@@ -630,11 +667,11 @@ wgmma_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_consta
     // the loops that do not need them (predicated code still takes issue slots).
     const bool wide = work.row_end - work.row0 > 128;
     if (p.weight.nested) {
-      if (wide) consume<Element, kTransposed, true, 256>(p, smem, code_table, work, steps, counter);
-      else consume<Element, kTransposed, true, 128>(p, smem, code_table, work, steps, counter);
+      if (wide) consume<Element, kTransposed, true, 256>(p, smem, code_table, work, steps, counter, lora_chunks);
+      else consume<Element, kTransposed, true, 128>(p, smem, code_table, work, steps, counter, lora_chunks);
     } else {
-      if (wide) consume<Element, kTransposed, false, 256>(p, smem, code_table, work, steps, counter);
-      else consume<Element, kTransposed, false, 128>(p, smem, code_table, work, steps, counter);
+      if (wide) consume<Element, kTransposed, false, 256>(p, smem, code_table, work, steps, counter, lora_chunks);
+      else consume<Element, kTransposed, false, 128>(p, smem, code_table, work, steps, counter, lora_chunks);
     }
   }
 #endif
