@@ -433,9 +433,11 @@ __device__ __forceinline__ void write_lora_rows(const WgmmaGemmParams& p, uint8_
 template <class Element>
 __device__ __forceinline__ void fill_lora_chunks(const WgmmaGemmParams& p, WgmmaGemmSmem& smem,
                                                  const TileWork& work, uint32_t& chunks) {
-  if (chunks == 0)  // the kernel's first tile: zeros past the last rank, and finite values everywhere
+  if (chunks == 0) {  // the kernel's first tile: zeros past the last rank, and finite values everywhere
     for (int index = threadIdx.x % 32; index < static_cast<int>(sizeof(smem.lora) / 16); index += 32)
       reinterpret_cast<uint4*>(smem.lora)[index] = make_uint4(0, 0, 0, 0);
+    __syncwarp();  // before other lanes write cells of the same 16 bytes (racecheck found it)
+  }
   for (int64_t j0 = 0; j0 < p.rank; j0 += kWgmmaDepth, ++chunks) {
     cutlass::arch::ClusterBarrier::wait(&smem.lora_empty, (chunks & 1u) ^ 1u);
     switch (p.lora_rows.type) {
