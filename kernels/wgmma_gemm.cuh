@@ -6,11 +6,12 @@
 // Persistent blocks (one per SM) take tiles of 128 output features x 256 tokens
 // of one expert in turn. The third warpgroup is the producer, running ahead across
 // tiles: the copy engine (TMA) brings each 64-deep step of x (128-byte swizzle, the
-// layout wgmma reads) and of the packed 4-bit weight into a ring of stages, and its
-// threads copy the step's absmax. Warps 0-7 are two consumer warpgroups of 64
-// features each: they turn packed bytes into bf16/f16 fragments in registers and
-// issue wgmma m64 x n256 (n128 when the tile holds at most 128 tokens) x k16.
-// While one warpgroup dequantizes, the other's products run.
+// layout wgmma reads) and of the packed 4-bit weight into a ring of stages, three of
+// its warps copy the step's absmax, and its last warp writes the tile's LoRA operand
+// (s x A^T) to shared memory. Warps 0-7 are two consumer warpgroups of 64 features
+// each: they turn packed bytes into bf16/f16 fragments in registers and issue wgmma
+// m64 x n256 (n128 when the tile holds at most 128 tokens) x k16, then LoRA's rank
+// steps. While one warpgroup dequantizes, the other's products run.
 #pragma once
 
 #include "dequant_tile.cuh"
@@ -44,14 +45,15 @@ constexpr int kWgmmaStages = 4;
 constexpr int kWgmmaConsumerThreads = 256;
 // A third warpgroup produces: register budgets move by warpgroup (setmaxnreg), so
 // the consumers get 232 registers and the producers 40; ptxas needs that room to
-// keep the fragment sets beside the accumulators without serializing wgmma. All
-// four of its warps copy absmax: one warp alone spent ~700 cycles per step on the
-// copies' index arithmetic, on one scheduler beside two consumer warps.
+// keep the fragment sets beside the accumulators without serializing wgmma. Three
+// of its warps copy absmax: one warp alone ran ~400 instructions a step (64-bit
+// index arithmetic, by its SASS) on one scheduler beside two consumer warps.
 constexpr int kWgmmaProducerThreads = 128;
 constexpr int kWgmmaThreads = kWgmmaConsumerThreads + kWgmmaProducerThreads;
-// Its last warp fills the LoRA operand tile (s x A^T) instead, a tile ahead of its
-// use: filled by the consumers at each tile's start, it held both warpgroups for
-// its loads' latency (~10 us per tile, 15% of the Qwen3 gate_up forward).
+// Its last warp fills the LoRA operand tile (s x A^T), a tile ahead of its use:
+// filled by the consumers at each tile's start, it held both warpgroups for its
+// loads' latency (LoRA cost ~226 us of the Qwen3 gate_up forward's 1.53 ms beyond
+// its projection kernel, ~10 us a tile; bench/RESULTS.md, seventh pass).
 constexpr int kWgmmaCopyThreads = kWgmmaProducerThreads - 32;
 // Epilogue staging rows: 64 features of 2 bytes plus 16 bytes, so the fragment
 // stores of a warp fall in distinct banks.
@@ -346,7 +348,7 @@ __device__ __forceinline__ float as_float(__half value) { return __half2float(va
 // Writes the LoRA operand tile's cells (i, j) for the expert's rows i of the tile
 // and the chunk's ranks j: s x A^T (stored as Source) at token row0 + i, rank j0 + j,
 // rounded to the operand type. Lanes take cells in turn, four loads in flight each
-// (a lane per row waited on each row's loads: ~16 us a tile at rank 16). Cells of
+// (not a lane per row, which would wait on each row's loads in turn). Cells of
 // other experts' rows keep older values: they meet only token columns that are
 // never stored; ranks past the last are zeros from the start (fill_lora_chunks).
 template <class Element, class Source>
@@ -378,8 +380,8 @@ __device__ __forceinline__ void write_lora_tile(const WgmmaGemmParams& p, uint8_
 
 // write_lora_tile for rows of whole 16-byte vectors (unit rank stride, 16-byte
 // aligned rows, a rank of whole vectors): a load per 16 bytes, four in flight per
-// lane (one per element took ~30 us a tile at rank 16, more than the 768-deep
-// products of the Qwen3 down projection).
+// lane. With a load per element the filler outlasted the 768-deep products of a
+// Qwen3 down tile: that forward took 1.12 ms, 0.79 ms by vectors (H200).
 template <class Element, class Source>
 __device__ __forceinline__ void write_lora_tile_vectors(const WgmmaGemmParams& p, uint8_t* tile,
                                                         const TileWork& work, int64_t j0) {
@@ -611,9 +613,9 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
 
   // Software-pipelined by k16 steps with one fragment set per k16 step of a stage:
   // up to four products of a warpgroup run while it dequantizes the next k16 step
-  // (wait<3> leaves the last three in flight and frees the set the fourth read).
-  // With two sets (wait<1>) the tensor cores idled: the same loop without any
-  // dequantization reached only 62% of the bf16 rate (bench/RESULTS.md, seventh pass).
+  // (wait<3> leaves the last three in flight and frees the set the fourth read),
+  // as CUTLASS's register-sourced mainloop does. Measured even with two sets and
+  // wait<1> on the H200 (bench/RESULTS.md, seventh pass); kept for the deeper queue.
   // A stage is released once the products of all its k16 steps are done, after the
   // next stage's last issue.
   uint32_t fragments[4][4];
