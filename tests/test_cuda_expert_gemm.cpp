@@ -129,26 +129,19 @@ bool check_forward(ExpertGemmInputs& in, const ForwardOptions& options, ForwardC
   return true;
 }
 
-// Cases 0 .. n - 1 of a fixed sweep (make_case(i)), each checked against float64
-// and, necessarily, the CPU backend; the caller keeps x_lora_a where keep_x_lora_a(i).
+// A fixed sweep (run_fixed_sweep) of forwards; the caller keeps x_lora_a where
+// keep_x_lora_a(i).
 template <class MakeCase, class KeepXLoraA>
 void check_fixed_sweep(const std::string& name, uint64_t seed, int default_count, MakeCase make_case,
                        KeepXLoraA keep_x_lora_a) {
-  std::mt19937_64 rng(seed);
-  SweepReport report;
-  const int cases = case_count(default_count);
-  for (int i = 0; i < cases; ++i) {
-    const ExpertGemmCase spec = make_case(i);
-    CAPTURE(i);
-    CAPTURE(spec.describe());
-    ExpertGemmInputs in(spec, rng);
-    ForwardOptions options;
-    options.want_x_lora_a = spec.rank > 0 && keep_x_lora_a(i);
-    ForwardCall call(in, options);
-    call.run();
-    CHECK(check_forward(in, options, call, report));
-  }
-  report.print(name + ", " + std::to_string(cases) + " cases, all also compared with the CPU backend");
+  run_fixed_sweep(name, seed, default_count, make_case,
+                  [&](int i, const ExpertGemmCase& spec, ExpertGemmInputs& in, std::mt19937_64&, SweepReport& report) {
+                    ForwardOptions options;
+                    options.want_x_lora_a = spec.rank > 0 && keep_x_lora_a(i);
+                    ForwardCall call(in, options);
+                    call.run();
+                    CHECK(check_forward(in, options, call, report));
+                  });
 }
 
 }  // namespace

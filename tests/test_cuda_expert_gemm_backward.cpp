@@ -172,31 +172,25 @@ bool check_backward(ExpertGemmInputs& in, const GradientRequest& request, Backwa
   return true;
 }
 
-// Cases 0 .. n - 1 of a fixed sweep (make_case(i)), grad_x always, each checked
-// against float64 and, necessarily, the CPU backend; the LoRA gradients are asked for
-// where lora_gradients(i) and the forward's x_lora_a is passed where pass_x_lora_a(i).
+// A fixed sweep (run_fixed_sweep) of backwards, grad_x always; the LoRA gradients are
+// asked for where lora_gradients(i) and the forward's x_lora_a is passed where
+// pass_x_lora_a(i).
 template <class MakeCase, class LoraGradients, class PassXLoraA>
 void check_fixed_sweep(const std::string& name, uint64_t seed, int default_count, MakeCase make_case,
                        LoraGradients lora_gradients, PassXLoraA pass_x_lora_a) {
-  std::mt19937_64 rng(seed);
-  SweepReport report;
-  const int cases = case_count(default_count);
-  for (int i = 0; i < cases; ++i) {
-    const ExpertGemmCase spec = make_case(i);
-    CAPTURE(i);
-    CAPTURE(spec.describe());
-    ExpertGemmInputs in(spec, rng);
-    DeviceGradientRequest request;
-    request.grad_x = true;
-    request.grad_lora_a = request.grad_lora_b = spec.rank > 0 && lora_gradients(i);
-    request.pass_x = true;
-    request.pass_x_lora_a = spec.rank > 0 && pass_x_lora_a(i);
-    BackwardTensors host = backward_tensors(in, request, rng);
-    BackwardCall call(in, host, request);
-    call.run();
-    CHECK(check_backward(in, request, host, report));
-  }
-  report.print(name + ", " + std::to_string(cases) + " cases, all also compared with the CPU backend");
+  run_fixed_sweep(name, seed, default_count, make_case,
+                  [&](int i, const ExpertGemmCase& spec, ExpertGemmInputs& in, std::mt19937_64& rng,
+                      SweepReport& report) {
+                    DeviceGradientRequest request;
+                    request.grad_x = true;
+                    request.grad_lora_a = request.grad_lora_b = spec.rank > 0 && lora_gradients(i);
+                    request.pass_x = true;
+                    request.pass_x_lora_a = spec.rank > 0 && pass_x_lora_a(i);
+                    BackwardTensors host = backward_tensors(in, request, rng);
+                    BackwardCall call(in, host, request);
+                    call.run();
+                    CHECK(check_backward(in, request, host, report));
+                  });
 }
 
 }  // namespace

@@ -346,4 +346,22 @@ inline void check_routed_rows(const std::string& name, const Reference& expected
   CHECK(untouched.poisoned == untouched.total);
 }
 
+// Cases 0 .. n - 1 of a fixed sweep (make_case(i)), their inputs drawn in turn from one
+// seeded generator; check(i, spec, inputs, rng, report) runs the case and checks it
+// against float64 and the CPU backend. The report says how close each output came.
+template <class MakeCase, class Check>
+void run_fixed_sweep(const std::string& name, uint64_t seed, int default_count, MakeCase make_case, Check check) {
+  std::mt19937_64 rng(seed);
+  SweepReport report;
+  const int cases = case_count(default_count);
+  for (int i = 0; i < cases; ++i) {
+    const ExpertGemmCase spec = make_case(i);
+    CAPTURE(i);
+    CAPTURE(spec.describe());
+    ExpertGemmInputs in(spec, rng);
+    check(i, spec, in, rng, report);
+  }
+  report.print(name + ", " + std::to_string(cases) + " cases, all also compared with the CPU backend");
+}
+
 }  // namespace moeq_gpu_test
