@@ -27,10 +27,6 @@ constexpr int kProjectThreads = 32 * kProjectWarps;
 constexpr int kProjectChunk = 64;  // depth per step: 16 elements for each of a row's 4 threads
 constexpr int kProjectFactorStride = kProjectChunk + kSmemPadElements;
 
-__device__ __forceinline__ float to_float32(float value) { return value; }
-__device__ __forceinline__ float to_float32(__half value) { return __half2float(value); }
-__device__ __forceinline__ float to_float32(__nv_bfloat16 value) { return __bfloat162float(value); }
-
 // This thread's share of the factor chunk c: rank rows first_rank + 4 i, column
 // d = 64 c + column, widened to float32; zero past the rank and the depth.
 template <int RankPad>

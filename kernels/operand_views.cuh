@@ -12,6 +12,11 @@
 
 namespace moeq::cuda {
 
+// A 16-bit or float32 value widened to float32.
+__device__ __forceinline__ float to_float32(float value) { return value; }
+__device__ __forceinline__ float to_float32(__half value) { return __half2float(value); }
+__device__ __forceinline__ float to_float32(__nv_bfloat16 value) { return __bfloat162float(value); }
+
 __device__ __forceinline__ float load_as_float(const void* base, ScalarType type, int64_t offset) {
   switch (type) {
     case ScalarType::Float16:

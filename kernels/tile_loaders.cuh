@@ -149,10 +149,6 @@ struct StridedLoader {
     col0 = first_col;
   }
 
-  static __device__ __forceinline__ float as_float(float value) { return value; }
-  static __device__ __forceinline__ float as_float(__half value) { return __half2float(value); }
-  static __device__ __forceinline__ float as_float(__nv_bfloat16 value) { return __bfloat162float(value); }
-
   // Whether this thread's element i lies in the tile and inside the limits.
   __device__ __forceinline__ bool in_range(int i, int first_r, int64_t rows_left, int64_t cols_left) const {
     const int pass_row = i / kPassesPerRow;
@@ -180,7 +176,7 @@ struct StridedLoader {
                        (first + j) % kPassesPerRow * col_step);
 #pragma unroll
     for (int j = 0; j < kBatch; ++j)
-      value[j] = in_range(first + j, first_r, rows_left, cols_left) ? scale * as_float(raw[j]) : 0.0f;
+      value[j] = in_range(first + j, first_r, rows_left, cols_left) ? scale * to_float32(raw[j]) : 0.0f;
   }
 
   __device__ __forceinline__ void commit(Tile& tile) const {

@@ -33,10 +33,6 @@ __device__ __forceinline__ void lora_fragment(const WgmmaGemmParams& p, int64_t 
   }
 }
 
-__device__ __forceinline__ float as_float(float value) { return value; }
-__device__ __forceinline__ float as_float(__nv_bfloat16 value) { return __bfloat162float(value); }
-__device__ __forceinline__ float as_float(__half value) { return __half2float(value); }
-
 // Writes the LoRA operand tile's cells (i, j) for the expert's rows i of the tile
 // and the chunk's ranks j: s x A^T (stored as Source) at token row0 + i, rank j0 + j,
 // rounded to the operand type. Lanes take cells in turn, four loads in flight each
@@ -58,7 +54,7 @@ __device__ __forceinline__ void write_lora_tile(const WgmmaGemmParams& p, uint8_
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
       const int cell = cell0 + 32 * u, i = cell / width, j = cell - i * width;
-      values[u] = cell < cells ? as_float(first[i * v.index_stride + j * v.depth_stride]) : 0.0f;
+      values[u] = cell < cells ? to_float32(first[i * v.index_stride + j * v.depth_stride]) : 0.0f;
     }
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
@@ -100,7 +96,7 @@ __device__ __forceinline__ void write_lora_tile_vectors(const WgmmaGemmParams& p
       uint32_t pairs[kVector / 2];
 #pragma unroll
       for (int e = 0; e < kVector / 2; ++e)
-        pairs[e] = round_pair<Element>(p.lora_scale * as_float(values[2 * e]), p.lora_scale * as_float(values[2 * e + 1]));
+        pairs[e] = round_pair<Element>(p.lora_scale * to_float32(values[2 * e]), p.lora_scale * to_float32(values[2 * e + 1]));
       uint8_t* target = tile + swizzled_offset(i, j * kVector / 8) + j * kVector % 8 * 2;
       if constexpr (kVector == 8) *reinterpret_cast<uint4*>(target) = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
       else *reinterpret_cast<uint2*>(target) = make_uint2(pairs[0], pairs[1]);
