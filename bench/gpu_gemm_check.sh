@@ -12,7 +12,11 @@
 #                                      and .whl (the bitsandbytes wheel)
 #
 # Environment: STAGE (the staging folder, default .gpu_gemm; prepare and run alike),
-# OUT (logs; default $STAGE/out), JOBS (16), STEPS (default
+# REF (what prepare snapshots, default HEAD),
+# DEPS (the staged dependencies, default $STAGE/deps: several staged trees can share
+# one), BUILD (the build folder, default /tmp/moeq-gemm-build), OUT (logs; default
+# $STAGE/out), TARGETS (what the build step builds; default the library and the
+# CUDA suites, "moeq" alone serves a bench-only run), JOBS (16), STEPS (default
 # "build test sanitize bench"), SANITIZER_TOOLS (default "memcheck racecheck
 # initcheck synccheck"), SANITIZER_CASES (random cases per suite, 3),
 # SANITIZER_CONCURRENCY_SECONDS (how long the concurrency suite's threads run under
@@ -28,9 +32,9 @@ if [ "${1:-}" = prepare ]; then
   grep -qxF '/.gpu_*/' "$(git rev-parse --git-common-dir)/info/exclude" 2>/dev/null ||
     echo '/.gpu_*/' >> "$(git rev-parse --git-common-dir)/info/exclude"
   rm -rf "$stage" && mkdir -p "$stage/tree"
-  git archive HEAD | tar -x -C "$stage/tree"
-  git rev-parse HEAD > "$stage/commit"
-  bench/gpu_stage_deps.sh "$stage/deps"
+  git archive "${REF:-HEAD}" | tar -x -C "$stage/tree"
+  git rev-parse "${REF:-HEAD}" > "$stage/commit"
+  [ -n "${DEPS:-}" ] || bench/gpu_stage_deps.sh "$stage/deps"
   echo "prepared $(cat "$stage/commit") in $stage ($(du -sh "$stage" | cut -f1))"
   exit 0
 fi
@@ -40,8 +44,8 @@ out=${OUT:-$stage/out}
 mkdir -p "$out"
 jobs=${JOBS:-16}
 steps=${STEPS:-build test sanitize bench}
-build=/tmp/moeq-gemm-build
-deps=$stage/deps
+build=${BUILD:-/tmp/moeq-gemm-build}
+deps=${DEPS:-$stage/deps}
 status=0
 export LD_LIBRARY_PATH="$deps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "== commit $(cat "$stage/commit"); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader)" |
@@ -60,7 +64,7 @@ step_build() {
       -DCMAKE_PREFIX_PATH="$deps" -DMOEQ_DLPACK_INCLUDE_DIR="$deps/include" \
       -DMOEQ_CBLAS_INCLUDE_DIR="$deps/include" -DMOEQ_CBLAS_LIBRARY="$deps/lib/libblas.so.3" \
       -DMOEQ_BUILD_PYTHON=OFF -DMOEQ_BUILD_JAVA=OFF -DMOEQ_BUILD_BENCH=OFF &&
-    cmake --build "$build" -j "$jobs" --target moeq "${suites[@]}" "$large_suite"
+    cmake --build "$build" -j "$jobs" --target ${TARGETS:-moeq ${suites[*]} $large_suite}
   } >>"$out/build.log" 2>&1 || { echo "build failed"; tail -40 "$out/build.log"; exit 1; }
   tail -2 "$out/build.log"
 }
