@@ -228,13 +228,17 @@ __device__ __forceinline__ void transposed_weight_fragment(const uint8_t* packed
                                                            int j, const uint8_t* code, uint32_t (&a)[4]) {
   using Chunks = StageChunks<true>;
   const int t = threadIdx.x % 4;
-  const bool high_nibble = row % 2 == 0;
   const int byte = (row / 2) % 4;
   const int word_pair = row / 16;  // the 8-byte unit holding bytes row / 2 and row / 2 + 4
   const int chunk = row / kChunkElements;
-  auto offsets = [&](uint32_t word) { return high_nibble ? high_nibble_offsets(word) : low_nibble_offsets(word); };
-  auto value = [&](uint32_t word_offsets, float scale) {
-    return *reinterpret_cast<const float*>(code + __byte_perm(word_offsets, 0, 0x4440 | byte)) * scale;
+  // The row's nibble times 4 (its table offset) lands in bits 2..5 of the word rotated
+  // right by this much: 8 * byte + 2 for a high nibble, 8 * byte - 2 (mod 32) for a
+  // low one. Bits rotated in from elsewhere fall outside the 0x3c mask, so an offset
+  // costs a funnel shift and a mask instead of a shift, a select, a mask and a byte
+  // permute per word.
+  const uint32_t rotation = (8 * byte + (row % 2 == 0 ? 2 : 30)) % 32;
+  auto value = [&](uint32_t word, float scale) {
+    return *reinterpret_cast<const float*>(code + (__funnelshift_r(word, word, rotation) & 0x3cu)) * scale;
   };
   float low[2][2], high[2][2];  // [depth pair member][feature row, row + 8], depths 2t.. and 2t+8..
 #pragma unroll
@@ -243,8 +247,8 @@ __device__ __forceinline__ void transposed_weight_fragment(const uint8_t* packed
     const uint2 words = *reinterpret_cast<const uint2*>(packed + packed_offset<true>(depth, 8 * word_pair));
     const float scale = absmax(depth * Chunks::kChunksPerRow + chunk, depth, chunk);
     float* target = member / 2 == 0 ? low[member % 2] : high[member % 2];
-    target[0] = value(offsets(words.x), scale);
-    target[1] = value(offsets(words.y), scale);
+    target[0] = value(words.x, scale);
+    target[1] = value(words.y, scale);
   }
   a[0] = round_pair<Element>(low[0][0], low[1][0]);
   a[1] = round_pair<Element>(low[0][1], low[1][1]);
