@@ -1,6 +1,6 @@
 // The decode GEMM: y = x W^T + s (x A^T) B^T when each expert has a few rows. Such a
 // call is bound by streaming the 4-bit weights, so nothing goes through shared
-// memory but the 16-entry code table. It is computed transposed, y^T = W x^T: the
+// memory but the code table (by byte: PairTable). It is computed transposed, y^T = W x^T: the
 // weight columns are the mma's M side (two m16 tiles, 32 columns per warp) and the
 // tile's token rows its n8 side, so the usual tile of at most 8 rows fills the n8
 // tile; up to 16 rows take a second one. A grid too small for the GPU splits the
@@ -51,14 +51,36 @@ struct MacroLoads {
   uint4 x[kRowGroups][4];
 };
 
+// The code table by packed byte: entry b holds (code[b >> 4], code[b & 15]), the
+// earlier depth first, so one 8-byte load serves both values of a byte (a lookup per
+// value took a shift, a mask and a load each: the decode GEMM is bound by instruction
+// issue). 16 copies side by side: lane l reads copy l % 16, so the 16 lanes of each
+// half-warp hit distinct bank pairs whatever bytes they hold. 32 KB per block.
+struct PairTable {
+  float2 pair[256][16];
+
+  // After `code` is filled and visible; followed by a __syncthreads() of the caller.
+  __device__ __forceinline__ void fill(const float (&code)[16]) {
+    for (int index = threadIdx.x; index < 256 * 16; index += blockDim.x)
+      pair[index / 16][index % 16] = make_float2(code[index / 256], code[index / 16 % 16]);
+  }
+};
+
+// This lane's copy in a PairTable: byte offset (lane % 16) * 8, below the entries' b * 128.
+__device__ __forceinline__ uint32_t pair_lane_bits() { return threadIdx.x % 16 * 8; }
+
 // The bf16/f16 pair (code[high nibble] * absmax, code[low nibble] * absmax) of byte
 // `byte` (0..15) of a weight vector: the high nibble is the earlier depth, the low
-// half of the register. The code table sits in shared memory at a constant address.
+// half of the register. The byte lands at bits 7..14 (its entry's offset) by one
+// shift, and one and-or adds the lane's copy.
 template <class Element>
-__device__ __forceinline__ uint32_t weight_pair(const uint4& vector, int byte, float absmax,
-                                                const float (&code)[16]) {
-  const uint32_t bits = word_of(vector, byte / 4) >> (8 * (byte % 4));
-  return round_pair<Element>(code[(bits >> 4) & 15u] * absmax, code[bits & 15u] * absmax);
+__device__ __forceinline__ uint32_t weight_pair(const uint4& vector, int byte, float absmax, const PairTable& table,
+                                                uint32_t lane_bits) {
+  const uint32_t word = word_of(vector, byte / 4);
+  const int shift = 8 * (byte % 4) - 7;
+  const uint32_t offset = ((shift >= 0 ? word >> shift : word << -shift) & 0x7f80u) | lane_bits;
+  const float2 codes = *reinterpret_cast<const float2*>(reinterpret_cast<const uint8_t*>(table.pair) + offset);
+  return round_pair<Element>(codes.x * absmax, codes.y * absmax);
 }
 
 // LoRA's + s (x A^T) B^T in the decode kernels, through the same accumulators:
@@ -145,27 +167,39 @@ __device__ __forceinline__ void decode_block(const RowsGemmParams& p, float (&co
 
 // Depth [split_depth * blockIdx.z, + split_depth) of the tile (SplitPartials); the
 // LoRA term goes with split 0.
-template <class Activation, bool kLora, int kRowGroups>
+// absmax of block `block` (block_absmax with the nested decode chosen at compile time:
+// a runtime branch per load took issue slots in the plain case too).
+template <bool kNested>
+__device__ __forceinline__ float decode_absmax(const QuantWeightView& w, int64_t block) {
+  if constexpr (!kNested) return __ldg(w.absmax + block);
+  const float scaled =
+      __fmul_rn(__ldg(w.nested_code + __ldg(w.absmax_codes + block)), __ldg(w.nested_absmax + (block >> 8)));
+  return __fadd_rn(scaled, __ldg(w.nested_offset));
+}
+
+template <class Activation, bool kLora, bool kNested, int kRowGroups>
 __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const SplitPartials& split,
-                                            const float (&code)[16], int32_t expert, int64_t row0,
+                                            const PairTable& table, int32_t expert, int64_t row0,
                                             int64_t row_end) {
   using Element = typename OperandOf<Activation>::Element;
   const int lane = threadIdx.x % 32;
   const int g = lane / 4;
   const int t = lane % 4;
+  const uint32_t lane_bits = pair_lane_bits();
   const int64_t warp_col0 =
       static_cast<int64_t>(blockIdx.y) * kDecodeCols + threadIdx.x / 32 * kDecodeWarpCols;
   const QuantWeightView& w = p.weight;  // [E, N, K]: dim1 = N, dim2 = K = depth
 
-  // This lane's weight columns (2i + h: m16 tile i, row g + 8h of it) as flat
-  // element offsets of their depth 32t, and its token rows g + 8 * group.
-  int64_t column_flat[4];
+  // This lane's weight columns (2i + h: m16 tile i, row g + 8h of it): their packed
+  // bytes and their first absmax block (a column past N reads column 0's, with absmax
+  // 0: finite codes times 0 make zeros without a branch), and its token rows g + 8 * group.
+  int64_t column_flat[4];  // flat element offset of the column's depth 0
   bool column_valid[4];
 #pragma unroll
   for (int c = 0; c < 4; ++c) {
     const int64_t col = warp_col0 + 16 * (c / 2) + 8 * (c % 2) + g;
     column_valid[c] = col < w.dim1;
-    column_flat[c] = (expert * w.dim1 + (column_valid[c] ? col : 0)) * w.dim2 + 32 * t;
+    column_flat[c] = (expert * w.dim1 + (column_valid[c] ? col : 0)) * w.dim2;
   }
   const Activation* x_row[kRowGroups];
   bool row_valid[kRowGroups];
@@ -187,12 +221,14 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const Split
       const int64_t depth0 = (macro0 + u) * kDecodeMacroDepth;
       // K is a multiple of 32, so the lane's 32 values are all in or all out.
       const bool present = macro0 + u < macro_steps && depth0 + 32 * t < depth_end;
+      // The lane's depth, or the column's first when absent (its absmax is then 0).
+      const int64_t depth = present ? depth0 + 32 * t : 0;
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        const int64_t flat = column_flat[c] + depth0;
-        const bool load = present && column_valid[c];
-        loads[u].weight[c] = load ? __ldg(reinterpret_cast<const uint4*>(w.packed + flat / 2)) : make_uint4(0, 0, 0, 0);
-        loads[u].absmax[c] = load ? block_absmax(w, flat >> w.blocksize_log2) : 0.0f;
+        const int64_t flat = column_flat[c] + depth;
+        loads[u].weight[c] = __ldg(reinterpret_cast<const uint4*>(w.packed + flat / 2));
+        const float absmax = decode_absmax<kNested>(w, flat >> w.blocksize_log2);
+        loads[u].absmax[c] = present && column_valid[c] ? absmax : 0.0f;
       }
 #pragma unroll
       for (int group = 0; group < kRowGroups; ++group)
@@ -216,10 +252,11 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const Split
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
           const uint32_t a[4] = {
-              weight_pair<Element>(loads[u].weight[2 * i], 2 * s, loads[u].absmax[2 * i], code),
-              weight_pair<Element>(loads[u].weight[2 * i + 1], 2 * s, loads[u].absmax[2 * i + 1], code),
-              weight_pair<Element>(loads[u].weight[2 * i], 2 * s + 1, loads[u].absmax[2 * i], code),
-              weight_pair<Element>(loads[u].weight[2 * i + 1], 2 * s + 1, loads[u].absmax[2 * i + 1], code)};
+              weight_pair<Element>(loads[u].weight[2 * i], 2 * s, loads[u].absmax[2 * i], table, lane_bits),
+              weight_pair<Element>(loads[u].weight[2 * i + 1], 2 * s, loads[u].absmax[2 * i + 1], table, lane_bits),
+              weight_pair<Element>(loads[u].weight[2 * i], 2 * s + 1, loads[u].absmax[2 * i], table, lane_bits),
+              weight_pair<Element>(loads[u].weight[2 * i + 1], 2 * s + 1, loads[u].absmax[2 * i + 1], table,
+                                   lane_bits)};
 #pragma unroll
           for (int group = 0; group < kRowGroups; ++group) mma_m16n8k16<Element>(acc[i][group], a, b[group]);
         }
@@ -237,10 +274,17 @@ template <class Activation, bool kLora>
 __global__ void __launch_bounds__(kDecodeThreads, 4) decode_gemm_kernel(const RowsGemmParams p,
                                                                         const SplitPartials split) {
   static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
-  // A constant shared address, so each lookup is one LDS at [nibble * 4 + constant].
+  // Constant shared addresses, so each lookup is one LDS at [offset + constant].
   __shared__ float code[16];
+  __shared__ decode_detail::PairTable table;
   decode_detail::decode_block(p, code, [&](auto groups, int32_t expert, int64_t row0, int64_t row_end) {
-    decode_detail::decode_tile<Activation, kLora, decltype(groups)::value>(p, split, code, expert, row0, row_end);
+    table.fill(code);
+    __syncthreads();
+    constexpr int kRowGroups = decltype(groups)::value;
+    if (p.weight.nested)
+      decode_detail::decode_tile<Activation, kLora, true, kRowGroups>(p, split, table, expert, row0, row_end);
+    else
+      decode_detail::decode_tile<Activation, kLora, false, kRowGroups>(p, split, table, expert, row0, row_end);
   });
 }
 

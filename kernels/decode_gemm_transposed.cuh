@@ -42,21 +42,24 @@ __device__ __forceinline__ uint32_t x_pair(const Activation* row, int64_t depth,
   return 0u;
 }
 
-// code[nibble] * absmax for the high (kHigh) or low nibble of byte `byte` of `v`.
-template <bool kHigh>
-__device__ __forceinline__ float weight_value(const uint2& v, int byte, float absmax, const float (&code)[16]) {
-  const uint32_t bits = (byte < 4 ? v.x : v.y) >> (8 * (byte % 4));
-  return code[kHigh ? (bits >> 4) & 15u : bits & 15u] * absmax;
+// (code[high nibble], code[low nibble]) of byte `byte` of `v`: feature 2i's and
+// 2i + 1's code values, one PairTable load for both.
+__device__ __forceinline__ float2 code_pair(const uint2& v, int byte, const PairTable& table, uint32_t lane_bits) {
+  const uint32_t word = byte < 4 ? v.x : v.y;
+  const int shift = 8 * (byte % 4) - 7;
+  const uint32_t offset = ((shift >= 0 ? word >> shift : word << -shift) & 0x7f80u) | lane_bits;
+  return *reinterpret_cast<const float2*>(reinterpret_cast<const uint8_t*>(table.pair) + offset);
 }
 
-template <class Activation, bool kLora, int kRowGroups>
+template <class Activation, bool kLora, bool kNested, int kRowGroups>
 __device__ __forceinline__ void decode_transposed_tile(const RowsGemmParams& p, const SplitPartials& split,
-                                                       const float (&code)[16], int32_t expert, int64_t row0,
+                                                       const PairTable& table, int32_t expert, int64_t row0,
                                                        int64_t row_end) {
   using Element = typename OperandOf<Activation>::Element;
   const int lane = threadIdx.x % 32;
   const int g = lane / 4;
   const int t = lane % 4;
+  const uint32_t lane_bits = pair_lane_bits();
   const QuantWeightView& w = p.weight;  // [E, K, N]: dim1 = K = depth, dim2 = N
   // This lane's 16 features: m16 tile i holds feature lane_col0 + 2i (row g) and
   // lane_col0 + 2i + 1 (row g + 8). N is whole blocks of >= 32, so the 16 are all
@@ -80,18 +83,24 @@ __device__ __forceinline__ void decode_transposed_tile(const RowsGemmParams& p, 
   const int64_t depth_begin = blockIdx.z * split.split_depth;
   const int64_t depth_end = std::min(p.depth, depth_begin + split.split_depth);
   const int64_t steps = (depth_end + 15) / 16;
-  for (int64_t step0 = depth_begin / 16; step0 < steps; step0 += kDecodeTransposedStepsInFlight) {
-    TransposedStepLoads<kRowGroups> loads[kDecodeTransposedStepsInFlight];
+  // With LoRA and two row groups, four steps in flight spilled in the loop (the
+  // LoRA term's state lives across it): three there.
+  constexpr int kInFlight = kLora && kRowGroups == 2 ? 3 : kDecodeTransposedStepsInFlight;
+  for (int64_t step0 = depth_begin / 16; step0 < steps; step0 += kInFlight) {
+    TransposedStepLoads<kRowGroups> loads[kInFlight];
 #pragma unroll
-    for (int u = 0; u < kDecodeTransposedStepsInFlight; ++u) {
+    for (int u = 0; u < kInFlight; ++u) {
       const int64_t k0 = (step0 + u) * 16;
 #pragma unroll
       for (int m = 0; m < 4; ++m) {
+        // Without branches: an absent depth or feature reads depth 0 / feature 0 of the
+        // expert, with absmax 0 (finite codes times 0 are zeros).
         const int64_t depth = k0 + 2 * t + m % 2 + 8 * (m / 2);
         const bool load = col_valid && step0 + u < steps && depth < p.depth;
-        const int64_t flat = (expert * w.dim1 + depth) * w.dim2 + lane_col0;
-        loads[u].weight[m] = load ? __ldg(reinterpret_cast<const uint2*>(w.packed + flat / 2)) : make_uint2(0, 0);
-        loads[u].absmax[m] = load ? block_absmax(w, flat >> w.blocksize_log2) : 0.0f;
+        const int64_t flat = (expert * w.dim1 + (load ? depth : 0)) * w.dim2 + (load ? lane_col0 : 0);
+        loads[u].weight[m] = __ldg(reinterpret_cast<const uint2*>(w.packed + flat / 2));
+        const float absmax = decode_absmax<kNested>(w, flat >> w.blocksize_log2);
+        loads[u].absmax[m] = load ? absmax : 0.0f;
       }
 #pragma unroll
       for (int group = 0; group < kRowGroups; ++group)
@@ -102,20 +111,19 @@ __device__ __forceinline__ void decode_transposed_tile(const RowsGemmParams& p, 
                                         : 0u;
     }
 #pragma unroll
-    for (int u = 0; u < kDecodeTransposedStepsInFlight; ++u) {
+    for (int u = 0; u < kInFlight; ++u) {
       const TransposedStepLoads<kRowGroups>& l = loads[u];
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
         // Registers: (row g, k 2t..2t+1), (row g + 8, same k), (row g, k 2t+8..), (row g + 8, ..).
-        const uint32_t a[4] = {
-            round_pair<Element>(weight_value<true>(l.weight[0], i, l.absmax[0], code),
-                                weight_value<true>(l.weight[1], i, l.absmax[1], code)),
-            round_pair<Element>(weight_value<false>(l.weight[0], i, l.absmax[0], code),
-                                weight_value<false>(l.weight[1], i, l.absmax[1], code)),
-            round_pair<Element>(weight_value<true>(l.weight[2], i, l.absmax[2], code),
-                                weight_value<true>(l.weight[3], i, l.absmax[3], code)),
-            round_pair<Element>(weight_value<false>(l.weight[2], i, l.absmax[2], code),
-                                weight_value<false>(l.weight[3], i, l.absmax[3], code))};
+        uint32_t a[4];
+#pragma unroll
+        for (int pair = 0; pair < 2; ++pair) {  // depth slots 2 pair, 2 pair + 1: registers 2 pair, 2 pair + 1
+          const float2 first = code_pair(l.weight[2 * pair], i, table, lane_bits);
+          const float2 second = code_pair(l.weight[2 * pair + 1], i, table, lane_bits);
+          a[2 * pair] = round_pair<Element>(first.x * l.absmax[2 * pair], second.x * l.absmax[2 * pair + 1]);
+          a[2 * pair + 1] = round_pair<Element>(first.y * l.absmax[2 * pair], second.y * l.absmax[2 * pair + 1]);
+        }
 #pragma unroll
         for (int group = 0; group < kRowGroups; ++group) mma_m16n8k16<Element>(acc[i][group], a, l.x[group]);
       }
@@ -133,10 +141,19 @@ template <class Activation, bool kLora>
 __global__ void __launch_bounds__(kDecodeThreads, 3) decode_gemm_transposed_kernel(const RowsGemmParams p,
                                                                                    const SplitPartials split) {
   static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
-  __shared__ float code[16];  // a constant shared address: one LDS per lookup
+  // Constant shared addresses: one LDS per lookup at [offset + constant].
+  __shared__ float code[16];
+  __shared__ decode_detail::PairTable table;
   decode_detail::decode_block(p, code, [&](auto groups, int32_t expert, int64_t row0, int64_t row_end) {
-    decode_detail::decode_transposed_tile<Activation, kLora, decltype(groups)::value>(p, split, code, expert, row0,
-                                                                                      row_end);
+    table.fill(code);
+    __syncthreads();
+    constexpr int kRowGroups = decltype(groups)::value;
+    if (p.weight.nested)
+      decode_detail::decode_transposed_tile<Activation, kLora, true, kRowGroups>(p, split, table, expert, row0,
+                                                                                 row_end);
+    else
+      decode_detail::decode_transposed_tile<Activation, kLora, false, kRowGroups>(p, split, table, expert, row0,
+                                                                                  row_end);
   });
 }
 

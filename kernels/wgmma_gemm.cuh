@@ -29,6 +29,7 @@
 #include <utility>
 
 #if MOEQ_WGMMA_DEVICE
+#include <cute/arch/copy_sm90.hpp>
 #include <cute/arch/copy_sm90_desc.hpp>
 #include <cute/arch/copy_sm90_tma.hpp>
 #include <cute/arch/mma_sm90_desc.hpp>
@@ -228,13 +229,17 @@ __device__ __forceinline__ void transposed_weight_fragment(const uint8_t* packed
                                                            int j, const uint8_t* code, uint32_t (&a)[4]) {
   using Chunks = StageChunks<true>;
   const int t = threadIdx.x % 4;
-  const bool high_nibble = row % 2 == 0;
   const int byte = (row / 2) % 4;
   const int word_pair = row / 16;  // the 8-byte unit holding bytes row / 2 and row / 2 + 4
   const int chunk = row / kChunkElements;
-  auto offsets = [&](uint32_t word) { return high_nibble ? high_nibble_offsets(word) : low_nibble_offsets(word); };
-  auto value = [&](uint32_t word_offsets, float scale) {
-    return *reinterpret_cast<const float*>(code + __byte_perm(word_offsets, 0, 0x4440 | byte)) * scale;
+  // The row's nibble times 4 (its table offset) lands in bits 2..5 of the word rotated
+  // right by this much: 8 * byte + 2 for a high nibble, 8 * byte - 2 (mod 32) for a
+  // low one. Bits rotated in from elsewhere fall outside the 0x3c mask, so an offset
+  // costs a funnel shift and a mask instead of a shift, a select, a mask and a byte
+  // permute per word.
+  const uint32_t rotation = (8 * byte + (row % 2 == 0 ? 2 : 30)) % 32;
+  auto value = [&](uint32_t word, float scale) {
+    return *reinterpret_cast<const float*>(code + (__funnelshift_r(word, word, rotation) & 0x3cu)) * scale;
   };
   float low[2][2], high[2][2];  // [depth pair member][feature row, row + 8], depths 2t.. and 2t+8..
 #pragma unroll
@@ -243,8 +248,8 @@ __device__ __forceinline__ void transposed_weight_fragment(const uint8_t* packed
     const uint2 words = *reinterpret_cast<const uint2*>(packed + packed_offset<true>(depth, 8 * word_pair));
     const float scale = absmax(depth * Chunks::kChunksPerRow + chunk, depth, chunk);
     float* target = member / 2 == 0 ? low[member % 2] : high[member % 2];
-    target[0] = value(offsets(words.x), scale);
-    target[1] = value(offsets(words.y), scale);
+    target[0] = value(words.x, scale);
+    target[1] = value(words.y, scale);
   }
   a[0] = round_pair<Element>(low[0][0], low[1][0]);
   a[1] = round_pair<Element>(low[0][1], low[1][1]);
@@ -313,23 +318,29 @@ template <class Element, int kTokens>
 __device__ __forceinline__ void store_tile(const WgmmaGemmParams& p, const float (&acc)[128], uint8_t* staging,
                                            int64_t row0, int64_t row_end, int64_t feature0) {
   const int thread = threadIdx.x % 128, warp = thread / 32, lane = thread % 32;
-  const int g = lane / 4, t = lane % 4;
   const uint32_t barrier = 2 + threadIdx.x / 128;
+  // stmatrix .x4 .trans: matrix k of a pair of 8-token blocks (block 2m + k / 2, feature
+  // half k % 2) takes register k of every lane, the lane's (feature g + 8 half, tokens
+  // 2t, 2t + 1) pair, and writes the matrix transposed: lane 8k + r names the staging
+  // row of token 8 (2m + k / 2) + r, 8 features from warp * 16 + 8 (k % 2). One
+  // instruction per 16 values instead of two 2-byte stores per pair.
+  const int matrix = lane / 8, matrix_row = lane % 8;
+  uint8_t* const row_address = staging + ((matrix / 2) * 8 + matrix_row) * kWgmmaStagingStride +
+                               (warp * 16 + 8 * (matrix % 2)) * 2;
 #pragma unroll
   for (int round = 0; round < kTokens / 128; ++round) {
 #pragma unroll
-    for (int block = 0; block < 16; ++block)
+    for (int pair_of_blocks = 0; pair_of_blocks < 8; ++pair_of_blocks) {
+      uint32_t registers[4];
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int feature = warp * 16 + g + 8 * half;
-        const int token = block * 8 + 2 * t;
-        const int i = 4 * (16 * round + block) + 2 * half;
-        const uint32_t pair = round_pair<Element>(acc[i], acc[i + 1]);
-        *reinterpret_cast<uint16_t*>(staging + token * kWgmmaStagingStride + feature * 2) =
-            static_cast<uint16_t>(pair);
-        *reinterpret_cast<uint16_t*>(staging + (token + 1) * kWgmmaStagingStride + feature * 2) =
-            static_cast<uint16_t>(pair >> 16);
+      for (int k = 0; k < 4; ++k) {
+        const int i = 4 * (16 * round + 2 * pair_of_blocks + k / 2) + 2 * (k % 2);
+        registers[k] = round_pair<Element>(acc[i], acc[i + 1]);
       }
+      cute::SM90_U16x8_STSM_T::copy(registers[0], registers[1], registers[2], registers[3],
+                                    *reinterpret_cast<cute::uint128_t*>(row_address + pair_of_blocks * 16 *
+                                                                                          kWgmmaStagingStride));
+    }
     cutlass::arch::NamedBarrier::sync(128, barrier);
     for (int index = thread; index < 128 * 8; index += 128) {
       const int token = index / 8, chunk = index % 8;

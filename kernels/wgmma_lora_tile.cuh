@@ -8,6 +8,7 @@
 #include "wgmma_gemm_layout.cuh"
 
 #include <cstdint>
+#include <type_traits>
 
 namespace moeq::cuda {
 
@@ -33,73 +34,52 @@ __device__ __forceinline__ void lora_fragment(const WgmmaGemmParams& p, int64_t 
   }
 }
 
-// Writes the LoRA operand tile's cells (i, j) for the expert's rows i of the tile
-// and the chunk's ranks j: s x A^T (stored as Source) at token row0 + i, rank j0 + j,
-// rounded to the operand type. Lanes take cells in turn, four loads in flight each
-// (not a lane per row, which would wait on each row's loads in turn). Cells of
-// other experts' rows keep older values: they meet only token columns that are
-// never stored; ranks past the last are zeros from the start (fill_lora_chunks).
-template <class Element, class Source>
-__device__ __forceinline__ void write_lora_tile(const WgmmaGemmParams& p, uint8_t* tile, const TileWork& work,
-                                                int64_t j0) {
+// Writes the LoRA operand tile's cells for the expert's rows i of the tile and the
+// chunk's ranks: s x A^T (stored as Source) at token row0 + i, rank j0 + j, rounded to
+// the operand type. A cell is kRanks consecutive ranks: 1, or a 16-byte vector (unit
+// rank stride, 16-byte aligned rows, a rank of whole vectors), one load each. Lanes
+// take cells in turn, four loads in flight each: with a lane per row, or a load per
+// element where vectors serve, the filler outlasted the 768-deep products of a Qwen3
+// down tile (that forward took 1.12 ms, 0.79 ms by vectors; H200). Cells of other
+// experts' rows keep older values: they meet only token columns that are never
+// stored; ranks past the last are zeros from the start (fill_lora_chunks).
+template <class Element, class Source, int kRanks>
+__device__ __forceinline__ void write_lora_cells(const WgmmaGemmParams& p, uint8_t* tile, const TileWork& work,
+                                                 int64_t j0) {
+  static_assert(kRanks == 1 || kRanks * sizeof(Source) == 16, "a cell is one rank or a 16-byte vector");
+  using Cell = std::conditional_t<kRanks == 1, Source, uint4>;
   constexpr int kInFlight = 4;
   const StridedView& v = p.lora_rows;
-  const int width = static_cast<int>(p.rank - j0 < kWgmmaDepth ? p.rank - j0 : kWgmmaDepth);
+  const int64_t rank_stride = kRanks == 1 ? v.depth_stride : 1;
+  const int width = static_cast<int>(p.rank - j0 < kWgmmaDepth ? p.rank - j0 : kWgmmaDepth) / kRanks;
   const int rows = static_cast<int>(work.row_end - work.row0 < kWgmmaTokens ? work.row_end - work.row0 : kWgmmaTokens);
   const int cells = rows * width;
-  const Source* first = static_cast<const Source*>(v.data) + work.row0 * v.index_stride + j0 * v.depth_stride;
+  const Source* first = static_cast<const Source*>(v.data) + work.row0 * v.index_stride + j0 * rank_stride;
 #pragma unroll 1
   for (int cell0 = threadIdx.x % 32; cell0 < cells; cell0 += 32 * kInFlight) {
-    float values[kInFlight];
+    Cell raw[kInFlight];
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
       const int cell = cell0 + 32 * u, i = cell / width, j = cell - i * width;
-      values[u] = cell < cells ? to_float32(first[i * v.index_stride + j * v.depth_stride]) : 0.0f;
-    }
-#pragma unroll
-    for (int u = 0; u < kInFlight; ++u) {
-      const int cell = cell0 + 32 * u, i = cell / width, j = cell - i * width;
-      if (cell < cells)
-        *reinterpret_cast<Element*>(tile + swizzled_offset(i, j / 8) + j % 8 * 2) =
-            round_to<Element>(p.lora_scale * values[u]);
-    }
-  }
-}
-
-// write_lora_tile for rows of whole 16-byte vectors (unit rank stride, 16-byte
-// aligned rows, a rank of whole vectors): a load per 16 bytes, four in flight per
-// lane. With a load per element the filler outlasted the 768-deep products of a
-// Qwen3 down tile: that forward took 1.12 ms, 0.79 ms by vectors (H200).
-template <class Element, class Source>
-__device__ __forceinline__ void write_lora_tile_vectors(const WgmmaGemmParams& p, uint8_t* tile,
-                                                        const TileWork& work, int64_t j0) {
-  constexpr int kInFlight = 4, kVector = 16 / sizeof(Source);
-  const StridedView& v = p.lora_rows;
-  const int width = static_cast<int>(p.rank - j0 < kWgmmaDepth ? p.rank - j0 : kWgmmaDepth) / kVector;
-  const int rows = static_cast<int>(work.row_end - work.row0 < kWgmmaTokens ? work.row_end - work.row0 : kWgmmaTokens);
-  const int cells = rows * width;
-  const Source* first = static_cast<const Source*>(v.data) + work.row0 * v.index_stride + j0;
-#pragma unroll 1
-  for (int cell0 = threadIdx.x % 32; cell0 < cells; cell0 += 32 * kInFlight) {
-    uint4 raw[kInFlight];
-#pragma unroll
-    for (int u = 0; u < kInFlight; ++u) {
-      const int cell = cell0 + 32 * u, i = cell / width, j = cell - i * width;
-      raw[u] = cell < cells ? __ldg(reinterpret_cast<const uint4*>(first + i * v.index_stride + j * kVector))
-                            : make_uint4(0, 0, 0, 0);
+      raw[u] = cell < cells ? __ldg(reinterpret_cast<const Cell*>(first + i * v.index_stride + j * kRanks * rank_stride))
+                            : Cell{};
     }
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
       const int cell = cell0 + 32 * u, i = cell / width, j = cell - i * width;
       if (cell >= cells) continue;
+      uint8_t* target = tile + swizzled_offset(i, j * kRanks / 8) + j * kRanks % 8 * 2;
       const Source* values = reinterpret_cast<const Source*>(&raw[u]);
-      uint32_t pairs[kVector / 2];
+      if constexpr (kRanks == 1) {
+        *reinterpret_cast<Element*>(target) = round_to<Element>(p.lora_scale * to_float32(values[0]));
+      } else {
+        uint32_t pairs[kRanks / 2];
 #pragma unroll
-      for (int e = 0; e < kVector / 2; ++e)
-        pairs[e] = round_pair<Element>(p.lora_scale * to_float32(values[2 * e]), p.lora_scale * to_float32(values[2 * e + 1]));
-      uint8_t* target = tile + swizzled_offset(i, j * kVector / 8) + j * kVector % 8 * 2;
-      if constexpr (kVector == 8) *reinterpret_cast<uint4*>(target) = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
-      else *reinterpret_cast<uint2*>(target) = make_uint2(pairs[0], pairs[1]);
+        for (int e = 0; e < kRanks / 2; ++e)
+          pairs[e] = round_pair<Element>(p.lora_scale * to_float32(values[2 * e]), p.lora_scale * to_float32(values[2 * e + 1]));
+        if constexpr (kRanks == 8) *reinterpret_cast<uint4*>(target) = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
+        else *reinterpret_cast<uint2*>(target) = make_uint2(pairs[0], pairs[1]);
+      }
     }
   }
 }
@@ -112,9 +92,9 @@ __device__ __forceinline__ void write_lora_rows(const WgmmaGemmParams& p, uint8_
   const StridedView& v = p.lora_rows;
   if (v.depth_stride == 1 && v.index_stride % kVector == 0 && p.rank % kVector == 0 &&
       reinterpret_cast<uintptr_t>(v.data) % 16 == 0)
-    write_lora_tile_vectors<Element, Source>(p, tile, work, j0);
+    write_lora_cells<Element, Source, kVector>(p, tile, work, j0);
   else
-    write_lora_tile<Element, Source>(p, tile, work, j0);
+    write_lora_cells<Element, Source, 1>(p, tile, work, j0);
 }
 
 // The LoRA filler warp: for each tile and each 64-rank chunk, once the consumers
