@@ -43,16 +43,29 @@ TensorMapShape weight_map_shape(const RowsGemmParams& params, int64_t experts, b
                         transposed ? CU_TENSOR_MAP_SWIZZLE_64B : CU_TENSOR_MAP_SWIZZLE_32B};
 }
 
+// Plain absmax as [E * D1, D2 / blocksize] float32, in boxes of a stage's rows by
+// kWgmmaAbsmaxPerRow blocks (16 bytes): the copy engine takes the rows' strided
+// 4-byte gathers off the producer warps. TMA needs 16-byte multiples for the rows,
+// so other shapes (and nested absmax) keep the gathers.
+TensorMapShape absmax_map_shape(const RowsGemmParams& params, int64_t experts, bool transposed) {
+  const QuantWeightView& w = params.weight;
+  const uint64_t blocks_per_row = static_cast<uint64_t>(w.dim2 >> w.blocksize_log2);
+  return TensorMapShape{w.absmax, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4, static_cast<uint64_t>(experts * w.dim1),
+                        blocks_per_row, blocks_per_row * 4,
+                        static_cast<uint32_t>(transposed ? kWgmmaDepth : kWgmmaFeatures), kWgmmaAbsmaxPerRow,
+                        CU_TENSOR_MAP_SWIZZLE_NONE};
+}
+
 CUtensorMapDataType map_type(ScalarType activation) {
   return activation == ScalarType::BFloat16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
 }
 
 template <class Element, bool kTransposed>
-void launch_kernel(const CUtensorMap& x_map, const CUtensorMap& w_map, const WgmmaGemmParams& p, int64_t blocks,
-                   cudaStream_t stream) {
+void launch_kernel(const CUtensorMap& x_map, const CUtensorMap& w_map, const CUtensorMap& absmax_map,
+                   const WgmmaGemmParams& p, int64_t blocks, cudaStream_t stream) {
   constexpr auto kernel = wgmma_gemm_kernel<Element, kTransposed>;
   allow_dynamic_smem<kernel>(kWgmmaSmemBytes);
-  kernel<<<static_cast<unsigned>(blocks), kWgmmaThreads, kWgmmaSmemBytes, stream>>>(x_map, w_map, p);
+  kernel<<<static_cast<unsigned>(blocks), kWgmmaThreads, kWgmmaSmemBytes, stream>>>(x_map, w_map, absmax_map, p);
 }
 
 }  // namespace
@@ -89,6 +102,10 @@ void launch_wgmma_gemm(ScalarType activation, bool b_transposed, const RowsGemmP
   p.out_vectors = reinterpret_cast<uintptr_t>(params.out.data) % 16 == 0 && params.out.row_stride % 8 == 0;
   const CUtensorMap x_map = make_tensor_map(activation_map_shape(params, rows, map_type(activation)));
   const CUtensorMap w_map = make_tensor_map(weight_map_shape(params, experts, b_transposed));
+  const TensorMapShape absmax_shape = absmax_map_shape(params, experts, b_transposed);
+  p.absmax_by_tma = !params.weight.nested && tensor_map_fits(absmax_shape);
+  // Unused without absmax_by_tma (the kernel takes a map either way).
+  const CUtensorMap absmax_map = p.absmax_by_tma ? make_tensor_map(absmax_shape) : CUtensorMap{};
   // Persistent: one block per multiprocessor, or fewer when there are fewer tiles.
   int device = 0, multiprocessors = 0;
   check_cuda(cudaGetDevice(&device), "cudaGetDevice");
@@ -99,8 +116,8 @@ void launch_wgmma_gemm(ScalarType activation, bool b_transposed, const RowsGemmP
   dispatch_scalar(activation, [&](auto tag) {
     using Element = typename OperandOf<decltype(tag)>::Element;
     if constexpr (!std::is_same_v<decltype(tag), float>) {
-      if (b_transposed) launch_kernel<Element, true>(x_map, w_map, p, blocks, stream);
-      else launch_kernel<Element, false>(x_map, w_map, p, blocks, stream);
+      if (b_transposed) launch_kernel<Element, true>(x_map, w_map, absmax_map, p, blocks, stream);
+      else launch_kernel<Element, false>(x_map, w_map, absmax_map, p, blocks, stream);
     }
   });
   check_launch("wgmma_gemm_kernel");

@@ -162,6 +162,25 @@ struct StageChunks {
   static constexpr int kChunksPerRow = kRowBytes * 2 / kChunkElements;
 };
 
+// Where a stage's absmax entry for (tile row, chunk) lies in WgmmaGemmSmem::absmax:
+// row * row_entries + (first block & box_mask) + ((first element's offset in its
+// block & block_mask) + chunk * 32) >> block_shift. By TMA the row's entries are the
+// four blocks of a 16-byte unit; copied, they are its chunks (masks 0, shift log2 32).
+struct StageAbsmaxLayout {
+  uint32_t block_mask;
+  int block_shift;
+  int row_entries;
+  uint32_t box_mask;
+};
+template <bool kTransposed>
+__device__ __forceinline__ StageAbsmaxLayout stage_absmax_layout(const WgmmaGemmParams& p) {
+  if (p.absmax_by_tma)
+    return {(1u << p.weight.blocksize_log2) - 1u, p.weight.blocksize_log2, kWgmmaAbsmaxPerRow,
+            kWgmmaAbsmaxPerRow - 1u};
+  return {0u, 5, StageChunks<kTransposed>::kChunksPerRow, 0u};
+}
+static_assert(kChunkElements == 32, "stage_absmax_layout's copied entries shift by log2 32");
+
 // Byte offset of byte `byte` of row `row` in a stage's packed tile, as the copy engine
 // swizzles it: 16-byte units XORed with address bits 7 and up (CU_TENSOR_MAP_SWIZZLE_32B
 // for the 32-byte rows, 64B for the 64-byte ones). Without it the warp's rows 128 bytes
@@ -246,7 +265,7 @@ __device__ __forceinline__ void transposed_weight_fragment(const uint8_t* packed
   for (int member = 0; member < 4; ++member) {
     const int depth = 16 * j + 2 * t + (member % 2) + 8 * (member / 2);
     const uint2 words = *reinterpret_cast<const uint2*>(packed + packed_offset<true>(depth, 8 * word_pair));
-    const float scale = absmax(depth * Chunks::kChunksPerRow + chunk, depth, chunk);
+    const float scale = absmax(depth, chunk);
     float* target = member / 2 == 0 ? low[member % 2] : high[member % 2];
     target[0] = value(words.x, scale);
     target[1] = value(words.y, scale);
@@ -258,13 +277,14 @@ __device__ __forceinline__ void transposed_weight_fragment(const uint8_t* packed
 }
 
 
-// The producer warpgroup: TMA for x and the packed weight (its first thread), and
-// cp.async for the chunks' absmax (nested: nested absmax and code word), all
-// completing on the stage's barrier, so no thread waits for global memory; stages
-// ahead are only bounded by the ring.
+// The producer warpgroup: TMA for x, the packed weight and plain absmax (its first
+// thread), or cp.async for the chunks' absmax (nested: nested absmax and code word),
+// all completing on the stage's barrier, so no thread waits for global memory;
+// stages ahead are only bounded by the ring.
 template <bool kTransposed>
 __device__ __forceinline__ void produce(const CUtensorMap& x_map, const CUtensorMap& w_map,
-                                        const WgmmaGemmParams& p, WgmmaGemmSmem& smem, const TileWork& work,
+                                        const CUtensorMap& absmax_map, const WgmmaGemmParams& p,
+                                        WgmmaGemmSmem& smem, const TileWork& work,
                                         int64_t steps, StageCount& counter) {
   using Barrier = cutlass::arch::ClusterTransactionBarrier;
   using Chunks = StageChunks<kTransposed>;
@@ -280,17 +300,28 @@ __device__ __forceinline__ void produce(const CUtensorMap& x_map, const CUtensor
     const int64_t k0 = step * kWgmmaDepth;
     if (thread == 0) {
       // Announced before this lane's arrival, so the phase cannot end without the bytes.
-      Barrier::expect_transaction(&smem.full[slot], sizeof(smem.x[0]) + sizeof(smem.packed[0]));
+      constexpr uint32_t kAbsmaxBox = Chunks::kRows * kWgmmaAbsmaxPerRow * sizeof(float);
+      Barrier::expect_transaction(&smem.full[slot], sizeof(smem.x[0]) + sizeof(smem.packed[0]) +
+                                                        (p.absmax_by_tma ? kAbsmaxBox : 0u));
       const auto hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
       cute::SM90_TMA_LOAD_2D::copy(&x_map, &smem.full[slot], hint, smem.x[slot], static_cast<int32_t>(k0),
                                    static_cast<int32_t>(row0));
       const int64_t w_row = expert * w.dim1 + (kTransposed ? k0 : feature0);
-      const int64_t w_byte = (kTransposed ? feature0 : k0) / 2;
-      cute::SM90_TMA_LOAD_2D::copy(&w_map, &smem.full[slot], hint, smem.packed[slot], static_cast<int32_t>(w_byte),
+      const int64_t w_d2 = kTransposed ? feature0 : k0;
+      cute::SM90_TMA_LOAD_2D::copy(&w_map, &smem.full[slot], hint, smem.packed[slot], static_cast<int32_t>(w_d2 / 2),
                                    static_cast<int32_t>(w_row));
+      // The stage's rows, the 16-byte unit holding its first block (the copy engine
+      // faults on a box starting mid-unit: illegal instruction). Rows past the
+      // expert's are the next expert's (finite, and they meet only zero x columns or
+      // unstored features, as the packed rows do); past the last expert, zeros.
+      if (p.absmax_by_tma)
+        cute::SM90_TMA_LOAD_2D::copy(&absmax_map, &smem.full[slot], hint, smem.absmax[slot],
+                                     static_cast<int32_t>((w_d2 >> w.blocksize_log2) & ~int64_t{3}),
+                                     static_cast<int32_t>(w_row));
     }
 #pragma unroll 1  // the copies do not block: nothing to overlap
-    for (int index = thread; index < Chunks::kRows * Chunks::kChunksPerRow; index += kWgmmaCopyThreads) {
+    for (int index = thread; !p.absmax_by_tma && index < Chunks::kRows * Chunks::kChunksPerRow;
+         index += kWgmmaCopyThreads) {
       const int row = index / Chunks::kChunksPerRow, chunk = index % Chunks::kChunksPerRow;
       // (D1, D2) of the chunk in the weight's [E, D1, D2] view; chunks outside it
       // copy zeros (finite, and they meet only zero x columns or unstored features).
@@ -378,6 +409,7 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
   for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
   const StageAbsmax<kNested> decode{&p.weight, smem.nested_code, p.weight.nested ? __ldg(p.weight.nested_offset) : 0.0f,
                            expert};
+  const StageAbsmaxLayout absmax_layout = stage_absmax_layout<kTransposed>(p);
 
   // Dequantizes k16 step `j` of step `step` into `a`; k16 step 0 first waits for
   // the step's stage. Stage `step` of this tile is the block's stage counter + step
@@ -388,11 +420,19 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
     const int slot = stage_slot(stage);
     if (j == 0) Barrier::wait(&smem.full[slot], stage_phase(stage));
     const int64_t k0 = step * kWgmmaDepth;
-    // Tile (row, chunk) of the stage at weight position (D1, D2).
-    auto absmax = [&](int index, int tile_row, int chunk) {
-      const int64_t d1 = kTransposed ? k0 + tile_row : feature0 + tile_row;
-      const int64_t d2 = (kTransposed ? feature0 : k0) + chunk * kChunkElements;
-      return decode(smem.absmax[slot], smem.codes[slot], index, d1, d2);
+    // Tile (row, chunk) of the stage at weight position (D1, D2). By TMA, the row's
+    // entries are blocks from the one holding the stage's first element (D2 = d2_first);
+    // copied, they are the row's chunks.
+    const int64_t d2_first = kTransposed ? feature0 : k0;
+    const uint32_t first_in_block = static_cast<uint32_t>(d2_first) & absmax_layout.block_mask;
+    const int first_entry = static_cast<int>(static_cast<uint32_t>(d2_first >> absmax_layout.block_shift) &
+                                             absmax_layout.box_mask);
+    auto absmax = [&](int tile_row, int chunk) {
+      const int64_t d1 = (kTransposed ? k0 : feature0) + tile_row;
+      const int64_t d2 = d2_first + chunk * kChunkElements;
+      const int entry = first_entry + static_cast<int>((first_in_block + static_cast<uint32_t>(chunk * kChunkElements)) >>
+                                                       absmax_layout.block_shift);
+      return decode(smem.absmax[slot], smem.codes[slot], tile_row * absmax_layout.row_entries + entry, d1, d2);
     };
     const uint8_t* table = reinterpret_cast<const uint8_t*>(code);
     if constexpr (kTransposed) {
@@ -401,7 +441,7 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
       if (j % 2 == 0)
 #pragma unroll
         for (int half = 0; half < 2; ++half)
-          chunk_scale[half] = absmax((row + 8 * half) * 2 + j / 2, row + 8 * half, j / 2);
+          chunk_scale[half] = absmax(row + 8 * half, j / 2);
       weight_fragment<Element>(smem.packed[slot], chunk_scale, row, j, table, a);
     }
   };
@@ -484,7 +524,7 @@ __device__ __forceinline__ void consume(const WgmmaGemmParams& p, WgmmaGemmSmem&
 template <class Element, bool kTransposed>
 __global__ void __launch_bounds__(kWgmmaThreads, 1)
 wgmma_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
-                  const WgmmaGemmParams p) {
+                  const __grid_constant__ CUtensorMap absmax_map, const WgmmaGemmParams p) {
 #if MOEQ_WGMMA_DEVICE
   using namespace wgmma_detail;
   extern __shared__ uint8_t smem_bytes[];
@@ -524,7 +564,7 @@ wgmma_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_consta
       return;
     }
     for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x)
-      produce<kTransposed>(x_map, w_map, p, smem, tile_work(p, tile), steps, counter);
+      produce<kTransposed>(x_map, w_map, absmax_map, p, smem, tile_work(p, tile), steps, counter);
     return;
   }
   cutlass::arch::warpgroup_reg_alloc<232>();

@@ -34,6 +34,8 @@ constexpr int kWgmmaThreads = kWgmmaConsumerThreads + kWgmmaProducerThreads;
 // loads' latency (LoRA cost ~226 us of the Qwen3 gate_up forward's 1.53 ms beyond
 // its projection kernel, ~10 us a tile; bench/RESULTS.md, seventh pass).
 constexpr int kWgmmaCopyThreads = kWgmmaProducerThreads - 32;
+// Absmax entries per tile row in a stage: a TMA box's 16 bytes.
+constexpr int kWgmmaAbsmaxPerRow = 4;
 // Epilogue staging rows: 64 features of 2 bytes plus 16 bytes, so the fragment
 // stores of a warp fall in distinct banks.
 constexpr int kWgmmaStagingStride = 64 * 2 + 16;
@@ -51,6 +53,7 @@ struct WgmmaGemmParams {
   StridedView lora_weight;  // B: (expert, feature, j)
   OutputView out;           // y, the activation dtype
   bool out_vectors;         // y 16-byte aligned with a row stride of whole vectors
+  bool absmax_by_tma;       // plain absmax in TMA boxes (WgmmaGemmSmem::absmax)
 };
 
 struct WgmmaGemmSmem {
@@ -60,11 +63,15 @@ struct WgmmaGemmSmem {
   // keeps filling for the next tile.
   uint8_t staging[2][128 * kWgmmaStagingStride];
   uint8_t packed[kWgmmaStages][kWgmmaFeatures * kWgmmaDepth / 2];
-  // The stage's 32-element chunks ([feature][2] for W stored [E, N, K], [depth
-  // row][4] for [E, K, N]: see StageChunks), copied asynchronously: plain, each
-  // chunk's absmax; nested, its nested absmax and the 4-byte word holding its
-  // absmax code, decoded by the consumers.
-  float absmax[kWgmmaStages][kWgmmaFeatures * kWgmmaDepth / kChunkElements];
+  // Each stage's absmax, one row per tile row (feature for W stored [E, N, K], depth
+  // for [E, K, N]: see StageChunks). Plain absmax whose rows are whole 16-byte units
+  // come by TMA with the stage: per row the 16-byte unit (four blocks) holding the
+  // stage's first block ([row][4]; a box starting mid-unit faults). Otherwise (nested, or rows not 16-byte multiples) the copy
+  // warps gather each 32-element chunk's ([row][chunks per row]): plain, its absmax;
+  // nested, its nested absmax and the 4-byte word holding its absmax code, decoded
+  // by the consumers. Those 4-byte gathers were the producer's main work: without
+  // them the Qwen3 gate_up forward ran 18% faster (bench/RESULTS.md, eighth pass).
+  float absmax[kWgmmaStages][kWgmmaFeatures * kWgmmaAbsmaxPerRow];
   uint32_t codes[kWgmmaStages][kWgmmaFeatures * kWgmmaDepth / kChunkElements];
   float nested_code[256];
   uint64_t full[kWgmmaStages];

@@ -173,8 +173,9 @@ inline ExpertGemmCase training_gpu_case(int i) {
   c.nested = i % 4 >= 2;
   c.blocksize = i % 3 == 0 ? 32 : 64 << (i % 3);
   // The stored last dim (a multiple of the blocksize; 96: a half-filled last 64-deep
-  // step) and the other one (200: a partial 128-feature tile).
-  const int64_t last_dim = i % 3 == 0 ? 96 : c.blocksize * (2 + i % 2);
+  // step) and the other one (200: a partial 128-feature tile). Plain absmax rows of
+  // four blocks come by TMA; three blocks (and 96) are gathered by the producer.
+  const int64_t last_dim = i % 3 == 0 ? 96 : c.blocksize * (c.nested ? 2 + i % 2 : 4);
   const int64_t other_dim = i % 5 == 0 ? 200 : 128 * (1 + i % 3);
   const bool out_in = c.layout == MOEQ_LAYOUT_EXPERT_OUT_IN;
   c.in_features = out_in ? last_dim : other_dim;
