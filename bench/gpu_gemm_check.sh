@@ -51,7 +51,7 @@ export LD_LIBRARY_PATH="$deps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "== commit $(cat "$stage/commit"); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader)" |
   tee "$out/build.log"
 
-suites=(test_cuda_expert_gemm test_cuda_expert_gemm_backward test_cuda_concurrency)
+suites=(test_cuda_expert_gemm test_cuda_expert_gemm_backward test_cuda_concurrency test_cuda_swiglu)
 large_suite=test_cuda_large_gemm
 # It reads cudaMemGetInfo, which the other suites' allocations (and the sanitizer's)
 # perturb: it runs alone in the test step and not under a sanitizer.

@@ -50,6 +50,9 @@ class GpuOps {
     grad_y_host_ = activation_tensor(c.activation, c.rows(), c.out_features, 0);
     grad_y_host_.fill_normal(rng_);
     grad_y_.assign(grad_y_host_);
+    swiglu_grad_host_ = activation_tensor(c.activation, c.rows(), c.out_features / 2, 0);
+    swiglu_grad_host_.fill_normal(rng_);
+    swiglu_grad_.assign(swiglu_grad_host_);
     inputs_ = std::make_unique<DeviceInputs>(gemm_);
   }
 
@@ -101,6 +104,16 @@ class GpuOps {
         status = moeq_expert_gemm_lora_backward(&args, stream);
         break;
       }
+      case Op::Swiglu:
+        status = moeq_swiglu(nullptr, grad_y_.dl(),
+                             out.add(activation_tensor(c.activation, c.rows(), c.out_features / 2, 0)), stream);
+        break;
+      case Op::SwigluBackward: {
+        const moeq_swiglu_config config = every_op_swiglu_backward_config();
+        status = moeq_swiglu_backward(&config, grad_y_.dl(), swiglu_grad_.dl(),
+                                      out.add(activation_tensor(c.activation, c.rows(), c.out_features, 0)), stream);
+        break;
+      }
     }
     if (cudaStreamSynchronize(stream) != cudaSuccess) return MOEQ_ERR_CUDA;
     bytes = out.bytes();
@@ -110,8 +123,8 @@ class GpuOps {
  private:
   std::mt19937_64 rng_;
   ExpertGemmInputs gemm_;
-  HostTensor quantize_host_, grad_y_host_;
-  DeviceTensor quantize_input_, grad_y_;
+  HostTensor quantize_host_, grad_y_host_, swiglu_grad_host_;
+  DeviceTensor quantize_input_, grad_y_, swiglu_grad_;
   std::unique_ptr<DeviceInputs> inputs_;
 };
 

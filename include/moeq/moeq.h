@@ -8,7 +8,8 @@
  *   3. Formats and the quantized tensor (moeq_qtensor).
  *   4. quantize / dequantize.
  *   5. The expert GEMM with LoRA: forward and backward.
- *   6. Library-allocated tensors handed out as DLPack.
+ *   6. The gated activation between the projections (SwiGLU): forward and backward.
+ *   7. Library-allocated tensors handed out as DLPack.
  *
  * Rules that hold for every function
  *   - Every function returns a moeq_status and never aborts; on failure
@@ -245,7 +246,42 @@ MOEQ_API moeq_status moeq_expert_gemm_workspace_size(const moeq_expert_gemm_args
 MOEQ_API moeq_status moeq_expert_gemm_grad_workspace_size(
     const moeq_expert_gemm_grad_args* args, size_t* bytes);
 
-/* --------------------------------------- 6. tensors allocated by the library */
+/* ------------------------------------- 6. the gated activation (SwiGLU) */
+
+/* Where gate and up lie in the gate_up projection's output [M, 2I]. */
+enum moeq_gate_layout {
+  MOEQ_GATE_UP_HALVES = 0,     /* gate = columns [0, I), up = [I, 2I): Qwen3, GLM,
+                                  Mixtral, DeepSeek (transformers' chunk(2, -1)) */
+  MOEQ_GATE_UP_INTERLEAVED = 1 /* gate = even columns, up = odd ones: gpt-oss     */
+};
+
+/* For each row m and i < I, with g = min(gate, limit) and u = clamp(up, -limit, limit):
+ *   out[m, i] = (u + up_offset) * g * sigmoid(alpha * g)
+ * alpha 1, limit INFINITY, up_offset 0 is silu(gate) * up (Qwen3, GLM, Mixtral,
+ * DeepSeek); gpt-oss uses alpha 1.702, limit 7, up_offset 1, interleaved.
+ * A NULL config means that SwiGLU over halves. */
+typedef struct moeq_swiglu_config {
+  uint32_t struct_size;
+  int32_t layout;  /* moeq_gate_layout */
+  float alpha;     /* finite */
+  float limit;     /* > 0; INFINITY: no clamp */
+  float up_offset; /* finite */
+} moeq_swiglu_config;
+
+/* gate_up [M, 2I] and out [M, I]: one dtype (float32, float16 or bfloat16), rows
+ * padded or not, unit stride along the last dim; out must not overlap gate_up.
+ * One pass over memory, computed in float32 and rounded once to out's dtype. */
+MOEQ_API moeq_status moeq_swiglu(const moeq_swiglu_config* config, const DLTensor* gate_up,
+                                 DLTensor* out, void* stream);
+/* The gradient at gate_up given grad_out = dL/d(out) [M, I], into grad_gate_up
+ * [M, 2I] (overwritten; same layout as gate_up; must overlap neither input). Where
+ * a clamp bites, its input's gradient is 0 (as torch.clamp's backward, bounds
+ * inclusive). Same dtype and rules as moeq_swiglu. */
+MOEQ_API moeq_status moeq_swiglu_backward(const moeq_swiglu_config* config,
+                                          const DLTensor* gate_up, const DLTensor* grad_out,
+                                          DLTensor* grad_gate_up, void* stream);
+
+/* --------------------------------------- 7. tensors allocated by the library */
 
 /* Allocate an uninitialised, contiguous tensor on `device` (kDLCPU or kDLCUDA) and
  * hand it out as a DLPack >= 1.0 managed tensor. Free it with its deleter or with

@@ -17,6 +17,8 @@ void expert_gemm(const ExpertGemmProblem&, void*) { absent(); }
 void expert_gemm_backward(const ExpertGemmGradProblem&, void*) { absent(); }
 size_t expert_gemm_workspace_bytes(const ExpertGemmProblem&) { return 0; }
 size_t expert_gemm_backward_workspace_bytes(const ExpertGemmGradProblem&) { return 0; }
+void swiglu(const SwigluProblem&, void*) { absent(); }
+void swiglu_backward(const SwigluProblem&, void*) { absent(); }
 void* allocate(size_t, int) { absent(); }
 void release(void*, int) {}
 

@@ -10,6 +10,8 @@ void quantize(const QuantizeProblem& problem);
 void dequantize(const DequantizeProblem& problem);
 void expert_gemm(const ExpertGemmProblem& problem);
 void expert_gemm_backward(const ExpertGemmGradProblem& problem);
+void swiglu(const SwigluProblem& problem);
+void swiglu_backward(const SwigluProblem& problem);
 }  // namespace cpu
 
 // Implemented in kernels/ when built with CUDA, and by src/api/cuda_absent.cpp
@@ -24,6 +26,8 @@ void expert_gemm(const ExpertGemmProblem& problem, void* stream);
 void expert_gemm_backward(const ExpertGemmGradProblem& problem, void* stream);
 size_t expert_gemm_workspace_bytes(const ExpertGemmProblem& problem);
 size_t expert_gemm_backward_workspace_bytes(const ExpertGemmGradProblem& problem);
+void swiglu(const SwigluProblem& problem, void* stream);
+void swiglu_backward(const SwigluProblem& problem, void* stream);
 // Memory for moeq_tensor_empty on the current device.
 void* allocate(size_t bytes, int device_id);
 void release(void* pointer, int device_id);

@@ -97,4 +97,23 @@ struct ExpertGemmGradProblem {
   StridedTensor grad_lora_b;    // optional [E, N, r]
 };
 
+// The gated activation between the projections (moeq_swiglu, moeq_swiglu_backward):
+// for row m < rows and i < cols, gate and up at gate_up[m, gate_column(i)] and
+// gate_up[m, up_column(i)] (core/swiglu_math.hpp). All tensors of `type`, row-major
+// with padded rows (stride[0]) and adjacent columns.
+struct SwigluProblem {
+  int device_id = 0;
+  ScalarType type = ScalarType::Float32;
+  int64_t rows = 0;  // M
+  int64_t cols = 0;  // I
+  bool interleaved = false;
+  float alpha = 1.0f;
+  float limit = 0.0f;
+  float up_offset = 0.0f;
+  StridedTensor gate_up;       // [M, 2I]
+  StridedTensor out;           // forward: [M, I]
+  StridedTensor grad_out;      // backward: [M, I]
+  StridedTensor grad_gate_up;  // backward: [M, 2I]
+};
+
 }  // namespace moeq

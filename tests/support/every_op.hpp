@@ -15,8 +15,8 @@
 
 namespace moeq_test {
 
-enum class Op { Quantize, Dequantize, Forward, Backward };
-constexpr Op kEveryOp[] = {Op::Quantize, Op::Dequantize, Op::Forward, Op::Backward};
+enum class Op { Quantize, Dequantize, Forward, Backward, Swiglu, SwigluBackward };
+constexpr Op kEveryOp[] = {Op::Quantize, Op::Dequantize, Op::Forward, Op::Backward, Op::Swiglu, Op::SwigluBackward};
 
 inline const char* op_name(Op op) {
   switch (op) {
@@ -24,6 +24,8 @@ inline const char* op_name(Op op) {
     case Op::Dequantize: return "dequantize";
     case Op::Forward: return "expert GEMM forward";
     case Op::Backward: return "expert GEMM backward";
+    case Op::Swiglu: return "SwiGLU";
+    case Op::SwigluBackward: return "SwiGLU backward";
   }
   return "?";
 }
@@ -46,6 +48,13 @@ inline ExpertGemmCase every_op_case() {
   return spec;
 }
 
+// The SwiGLU ops read the GEMM's grad_y as gate_up ([M, 2 x 128]): the forward as
+// plain SwiGLU over halves (a NULL config), the backward in gpt-oss' clamped,
+// interleaved form.
+inline moeq_swiglu_config every_op_swiglu_backward_config() {
+  return moeq_swiglu_config{sizeof(moeq_swiglu_config), MOEQ_GATE_UP_INTERLEAVED, 1.702f, 7.0f, 1.0f};
+}
+
 class EveryOp {
  public:
   explicit EveryOp(uint64_t seed)
@@ -54,6 +63,8 @@ class EveryOp {
     const ExpertGemmCase& c = gemm_.spec;
     grad_y_ = activation_tensor(c.activation, c.rows(), c.out_features, 0);
     grad_y_.fill_normal(rng_);
+    swiglu_grad_ = activation_tensor(c.activation, c.rows(), c.out_features / 2, 0);
+    swiglu_grad_.fill_normal(rng_);
   }
   EveryOp(const EveryOp&) = delete;
   EveryOp& operator=(const EveryOp&) = delete;
@@ -103,6 +114,20 @@ class EveryOp {
         append(bytes, grad_lora_b);
         return status;
       }
+      case Op::Swiglu: {
+        HostTensor out = activation_tensor(c.activation, c.rows(), c.out_features / 2, 0);
+        const moeq_status status = moeq_swiglu(nullptr, grad_y_.dl(), out.dl(), nullptr);
+        append(bytes, out);
+        return status;
+      }
+      case Op::SwigluBackward: {
+        HostTensor grad_gate_up = activation_tensor(c.activation, c.rows(), c.out_features, 0);
+        const moeq_swiglu_config config = every_op_swiglu_backward_config();
+        const moeq_status status =
+            moeq_swiglu_backward(&config, grad_y_.dl(), swiglu_grad_.dl(), grad_gate_up.dl(), nullptr);
+        append(bytes, grad_gate_up);
+        return status;
+      }
     }
     return MOEQ_ERR_INTERNAL;
   }
@@ -114,7 +139,7 @@ class EveryOp {
 
   std::mt19937_64 rng_;
   ExpertGemmInputs gemm_;
-  HostTensor quantize_input_, grad_y_;
+  HostTensor quantize_input_, grad_y_, swiglu_grad_;
 };
 
 }  // namespace moeq_test

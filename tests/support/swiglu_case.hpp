@@ -1,0 +1,162 @@
+// The gated activation's test cases, shared by the CPU and GPU suites: random
+// gate_up and grad_out (padded rows or not), a float64 reference written from the
+// formula in moeq.h (not from the library's code), and the per-dtype tolerance.
+#pragma once
+
+#include "support/host_tensor.hpp"
+
+#include <doctest/doctest.h>
+#include <moeq/moeq.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <sstream>
+#include <string>
+
+namespace moeq_test {
+
+struct SwigluCase {
+  int64_t rows = 5;
+  int64_t cols = 24;  // I
+  int64_t row_padding = 0;
+  DLDataType dtype = float32_type();
+  int32_t layout = MOEQ_GATE_UP_HALVES;
+  float alpha = 1.0f;
+  float limit = INFINITY;
+  float up_offset = 0.0f;
+  bool null_config = false;  // pass NULL (only for the defaults)
+  double input_scale = 2.0;
+
+  moeq_swiglu_config config() const {
+    moeq_swiglu_config c{};
+    c.struct_size = sizeof c;
+    c.layout = layout;
+    c.alpha = alpha;
+    c.limit = limit;
+    c.up_offset = up_offset;
+    return c;
+  }
+  std::string describe() const {
+    std::ostringstream text;
+    text << "[" << rows << ", 2 x " << cols << "] pad " << row_padding << " dtype bits " << int(dtype.bits)
+         << " code " << int(dtype.code) << (layout == MOEQ_GATE_UP_INTERLEAVED ? " interleaved" : " halves")
+         << " alpha " << alpha << " limit " << limit << " up_offset " << up_offset << (null_config ? " (NULL)" : "");
+    return text.str();
+  }
+};
+
+// A [rows, cols] tensor whose rows are `padding` elements longer than cols.
+inline HostTensor padded_matrix(DLDataType dtype, int64_t rows, int64_t cols, int64_t padding) {
+  if (padding == 0) return HostTensor(dtype, {rows, cols});
+  return HostTensor(dtype, {rows, cols}, {cols + padding, 1});
+}
+
+struct SwigluInputs {
+  HostTensor gate_up, grad_out;
+  SwigluInputs(const SwigluCase& c, std::mt19937_64& rng)
+      : gate_up(padded_matrix(c.dtype, c.rows, 2 * c.cols, c.row_padding)),
+        grad_out(padded_matrix(c.dtype, c.rows, c.cols, c.row_padding)) {
+    gate_up.fill_normal(rng, c.input_scale);
+    grad_out.fill_normal(rng, 1.0);
+  }
+};
+
+// Column of gate and up for output i (moeq.h's moeq_gate_layout).
+inline int64_t reference_gate_column(const SwigluCase& c, int64_t i) {
+  return c.layout == MOEQ_GATE_UP_INTERLEAVED ? 2 * i : i;
+}
+inline int64_t reference_up_column(const SwigluCase& c, int64_t i) {
+  return c.layout == MOEQ_GATE_UP_INTERLEAVED ? 2 * i + 1 : c.cols + i;
+}
+
+// out = (clamp(up, -limit, limit) + up_offset) * g * sigmoid(alpha g), g = min(gate, limit).
+inline double reference_value(const SwigluCase& c, double gate, double up) {
+  const double limit = c.limit, g = std::min(gate, limit), u = std::max(-limit, std::min(up, limit));
+  return (u + c.up_offset) * g / (1.0 + std::exp(-static_cast<double>(c.alpha) * g));
+}
+
+// d out / d gate and d out / d up, by the chain rule on reference_value; zero past a
+// clamp bound.
+inline void reference_gradient(const SwigluCase& c, double gate, double up, double grad, double* grad_gate,
+                               double* grad_up) {
+  const double limit = c.limit, alpha = c.alpha;
+  const double g = std::min(gate, limit), u = std::max(-limit, std::min(up, limit));
+  const double s = 1.0 / (1.0 + std::exp(-alpha * g));
+  *grad_gate = gate > limit ? 0.0 : grad * (u + c.up_offset) * (s + g * alpha * s * (1.0 - s));
+  *grad_up = (up > limit || up < -limit) ? 0.0 : grad * g * s;
+}
+
+// Rounding of the stored result (half an ulp) plus float32 arithmetic, relative;
+// and an absolute floor for results near zero.
+inline double swiglu_relative_tolerance(DLDataType dtype) {
+  if (dtype.code == kDLBfloat) return std::ldexp(1.0, -8);
+  if (dtype.bits == 16) return std::ldexp(1.0, -10);
+  return 1e-5;
+}
+inline double swiglu_absolute_tolerance(DLDataType dtype) { return dtype.bits == 16 ? 1e-6 : 1e-7; }
+
+inline void check_close(double actual, double expected, DLDataType dtype, const char* what, int64_t m, int64_t i) {
+  const double bound = swiglu_relative_tolerance(dtype) * std::abs(expected) + swiglu_absolute_tolerance(dtype);
+  if (!(std::abs(actual - expected) <= bound)) {
+    INFO(what << "[" << m << ", " << i << "] = " << actual << ", expected " << expected << " within " << bound);
+    CHECK(false);
+  }
+}
+
+// The forward output against the reference, and out's row padding still poisoned (NaN).
+inline void check_forward_output(const SwigluCase& c, const SwigluInputs& in, const HostTensor& out) {
+  for (int64_t m = 0; m < c.rows; ++m) {
+    for (int64_t i = 0; i < c.cols; ++i)
+      check_close(out.at({m, i}), reference_value(c, in.gate_up.at({m, reference_gate_column(c, i)}),
+                                                  in.gate_up.at({m, reference_up_column(c, i)})),
+                  c.dtype, "out", m, i);
+    for (int64_t pad = 0; pad < c.row_padding && m + 1 < c.rows; ++pad)
+      CHECK(std::isnan(out.at({m, c.cols + pad})));
+  }
+}
+
+inline void check_backward_output(const SwigluCase& c, const SwigluInputs& in, const HostTensor& grad_gate_up) {
+  for (int64_t m = 0; m < c.rows; ++m) {
+    for (int64_t i = 0; i < c.cols; ++i) {
+      const int64_t gate = reference_gate_column(c, i), up = reference_up_column(c, i);
+      double expected_gate = 0.0, expected_up = 0.0;
+      reference_gradient(c, in.gate_up.at({m, gate}), in.gate_up.at({m, up}), in.grad_out.at({m, i}),
+                         &expected_gate, &expected_up);
+      check_close(grad_gate_up.at({m, gate}), expected_gate, c.dtype, "grad_gate_up (gate)", m, gate);
+      check_close(grad_gate_up.at({m, up}), expected_up, c.dtype, "grad_gate_up (up)", m, up);
+    }
+    for (int64_t pad = 0; pad < c.row_padding && m + 1 < c.rows; ++pad)
+      CHECK(std::isnan(grad_gate_up.at({m, 2 * c.cols + pad})));
+  }
+}
+
+// Every combination the suites sweep: dtypes, both layouts, SwiGLU and gpt-oss'
+// clamped form (inputs spread past its limit), vector-sized and ragged widths,
+// padded rows, and the NULL config.
+inline std::vector<SwigluCase> swiglu_sweep(int64_t rows, const std::vector<int64_t>& widths) {
+  std::vector<SwigluCase> cases;
+  for (DLDataType dtype : {float32_type(), float16_type(), bfloat16_type()})
+    for (int32_t layout : {MOEQ_GATE_UP_HALVES, MOEQ_GATE_UP_INTERLEAVED})
+      for (bool gpt_oss : {false, true})
+        for (int64_t cols : widths)
+          for (int64_t padding : {0, 8, 3}) {
+            SwigluCase c;
+            c.rows = rows;
+            c.cols = cols;
+            c.row_padding = padding;
+            c.dtype = dtype;
+            c.layout = layout;
+            if (gpt_oss) {
+              c.alpha = 1.702f;
+              c.limit = 7.0f;
+              c.up_offset = 1.0f;
+              c.input_scale = 6.0;
+            }
+            c.null_config = !gpt_oss && layout == MOEQ_GATE_UP_HALVES && padding == 3;
+            cases.push_back(c);
+          }
+  return cases;
+}
+
+}  // namespace moeq_test
