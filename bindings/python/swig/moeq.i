@@ -162,6 +162,7 @@ MOEQ_SIZED_STRUCT(moeq_quant_layout)
 MOEQ_SIZED_STRUCT(moeq_qtensor)
 MOEQ_SIZED_STRUCT(moeq_expert_gemm_args)
 MOEQ_SIZED_STRUCT(moeq_expert_gemm_grad_args)
+MOEQ_SIZED_STRUCT(moeq_swiglu_config)
 
 %ignore moeq_tensor_free; /* HeldTensor frees what moeq_tensor_empty allocated */
 

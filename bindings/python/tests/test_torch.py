@@ -62,3 +62,26 @@ def test_gpu_dequantize_equals_cpu_dequantize_of_the_same_bytes(dtype, nested):
                               for name, buffer in q.buffers.items()})
     gpu = torch.from_dlpack(moeq.dequantize(q)).cpu()
     assert torch.equal(gpu, torch.from_dlpack(moeq.dequantize(on_host)))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("params", [{}, {"layout": "interleaved", "alpha": 1.702, "limit": 7.0, "up_offset": 1.0}],
+                         ids=["swiglu", "gpt-oss"])
+def test_swiglu_autograd_matches_torch_autograd_in_float64(device, params):
+    gate_up = (torch.randn(33, 2 * 24, device=device) * 5).requires_grad_()
+    layout, alpha = params.get("layout", "halves"), params.get("alpha", 1.0)
+    limit, offset = params.get("limit", float("inf")), params.get("up_offset", 0.0)
+
+    def reference(x):
+        gate, up = (x[:, 0::2], x[:, 1::2]) if layout == "interleaved" else x.chunk(2, dim=-1)
+        gate, up = gate.clamp(max=limit), up.clamp(min=-limit, max=limit)
+        return (up + offset) * gate * torch.sigmoid(alpha * gate)
+
+    grad = torch.randn(33, 24, device=device)
+    out = moeq.torch.swiglu(gate_up, **params)
+    (moeq_grad,) = torch.autograd.grad(out, gate_up, grad)
+    double = gate_up.detach().double().requires_grad_()
+    expected = reference(double)
+    (expected_grad,) = torch.autograd.grad(expected, double, grad.double())
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(moeq_grad.double(), expected_grad, rtol=1e-5, atol=1e-6)

@@ -77,6 +77,23 @@ def test_quantized_experts_match_dense_experts_on_dequantized_weights(name):
                                    rtol=2e-3, atol=2e-3)
 
 
+FUSED_GATES = {"qwen3_moe": {"layout": "halves"}, "glm4_moe_lite": {"layout": "halves"},
+               "gpt_oss": {"layout": "interleaved", "alpha": 1.702, "limit": 7.0, "up_offset": 1.0}}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_each_models_activation_runs_as_moeqs_fused_swiglu(name):
+    model, _ = quantized_and_reference(MODELS[name])
+    experts = [m for m in model.modules() if isinstance(m, moeq.torch.MoeqExperts)]
+    assert experts
+    for module in experts:
+        fused = dict(module._fused_gate or {})
+        expected = FUSED_GATES[name]
+        assert fused.keys() == expected.keys()
+        for key, value in expected.items():
+            assert fused[key] == pytest.approx(value) if isinstance(value, float) else fused[key] == value
+
+
 def test_casting_a_quantized_model_leaves_its_4bit_statistics_alone():
     model, reference = quantized_and_reference(qwen3_moe)
     model.to(torch.bfloat16), reference.to(torch.bfloat16)

@@ -15,6 +15,7 @@ from ._errors import ArgumentError, Error, OutOfMemoryError, UnsupportedError
 from ._expert_gemm import ExpertGemmGrads, expert_gemm_lora, expert_gemm_lora_backward
 from ._qtensor import QTensor
 from ._quantize import dequantize, quantize
+from ._swiglu import swiglu, swiglu_backward
 from ._tensor import Tensor, from_dlpack
 
 __version__ = f"{capi.MOEQ_VERSION_MAJOR}.{capi.MOEQ_VERSION_MINOR}.{capi.MOEQ_VERSION_PATCH}"
@@ -33,5 +34,5 @@ def cuda_available():
 __all__ = [
     "ArgumentError", "Error", "ExpertGemmGrads", "OutOfMemoryError", "QTensor", "Tensor",
     "UnsupportedError", "build_info", "cuda_available", "dequantize", "expert_gemm_lora",
-    "expert_gemm_lora_backward", "from_dlpack", "quantize",
+    "expert_gemm_lora_backward", "from_dlpack", "quantize", "swiglu", "swiglu_backward",
 ]

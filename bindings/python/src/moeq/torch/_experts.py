@@ -5,7 +5,7 @@ from torch import nn
 
 import moeq
 
-from ._function import expert_gemm_lora
+from ._function import expert_gemm_lora, swiglu
 from ._peft import peft_lora_views
 
 PROJECTIONS = ("gate_up_proj", "down_proj")
@@ -56,6 +56,7 @@ class MoeqExperts(nn.Module):
         for attribute in ("act_fn", "alpha", "limit"):
             if hasattr(experts, attribute):
                 setattr(self, attribute, getattr(experts, attribute))
+        self._fused_gate = self._matching_swiglu()
 
     def qtensor(self, name):
         """The moeq.QTensor over this module's buffers for projection `name`."""
@@ -94,11 +95,36 @@ class MoeqExperts(nn.Module):
         return expert_gemm_lora(x, self.qtensor(name), group_end, lora_a, lora_b, scale,
                                 self.layout, lora_views=views)
 
-    def _activate(self, gate_up):
+    def _activate_in_torch(self, gate_up):
         if self._apply_gate is not None:
             return self._apply_gate(self, gate_up)
         gate, up = gate_up.chunk(2, dim=-1)
         return self.act_fn(gate) * up
+
+    def _matching_swiglu(self):
+        """moeq.swiglu's parameters that compute this module's own activation (SwiGLU over
+        halves, or gpt-oss' clamped, interleaved form), found by running both on a probe
+        that crosses the clamp bounds; None when neither matches (the activation then runs
+        in torch)."""
+        candidates = [{"layout": "halves"}]
+        if hasattr(self, "alpha") and hasattr(self, "limit"):
+            candidates.insert(0, {"layout": "interleaved", "alpha": float(self.alpha),
+                                  "limit": float(self.limit), "up_offset": 1.0})
+        probe = torch.randn(8, 64, generator=torch.Generator().manual_seed(0)) * 6
+        try:
+            expected = self._activate_in_torch(probe)
+        except Exception:  # noqa: BLE001 - an activation that cannot run on a probe is not fused
+            return None
+        for params in candidates:
+            actual = torch.from_dlpack(moeq.swiglu(probe, **params))
+            if actual.shape == expected.shape and torch.allclose(actual, expected, rtol=1e-5, atol=1e-6):
+                return params
+        return None
+
+    def _activate(self, gate_up):
+        if self._fused_gate is not None and gate_up.dim() == 2:
+            return swiglu(gate_up, **self._fused_gate)
+        return self._activate_in_torch(gate_up)
 
     def forward(self, hidden_states, top_k_index, top_k_weights, lora=None):
         lora = lora or {}

@@ -55,3 +55,29 @@ def expert_gemm_lora(x, weight, group_end, lora_a=None, lora_b=None, lora_scale=
     to their gradients too, so nothing is copied; by default they are taken as given."""
     return _ExpertGemmLoRA.apply(x, lora_a, lora_b, weight, group_end, layout, float(lora_scale),
                                  lora_views or _as_given)
+
+
+class _SwiGLU(torch.autograd.Function):
+    """Saves gate_up only: the backward recomputes the activation's pieces from it."""
+
+    @staticmethod
+    def forward(ctx, gate_up, params):
+        out = gate_up.new_empty(gate_up.shape[0], gate_up.shape[1] // 2)
+        moeq.swiglu(gate_up.detach(), out=out, **params)
+        ctx.save_for_backward(gate_up)
+        ctx.params = params
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (gate_up,) = ctx.saved_tensors
+        grad_gate_up = torch.empty_like(gate_up)
+        moeq.swiglu_backward(gate_up.detach(), grad_out.contiguous(), grad_gate_up, **ctx.params)
+        return grad_gate_up, None
+
+
+def swiglu(gate_up, layout="halves", alpha=1.0, limit=None, up_offset=0.0):
+    """Differentiable moeq.swiglu over a [M, 2I] torch tensor (see moeq.swiglu for the
+    parameters): one pass forward, one backward."""
+    return _SwiGLU.apply(gate_up, {"layout": layout, "alpha": float(alpha), "limit": limit,
+                                   "up_offset": float(up_offset)})
