@@ -22,5 +22,8 @@ fn main() {
         println!("cargo:rustc-env=MOEQ_SYS_LIB_DIR={}", lib_dir.display());
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // The header itself (bindgen's callbacks name only the files it includes): new
+    // functions in moeq.h regenerate the bindings.
+    println!("cargo:rerun-if-changed={}", moeq.header.display());
     bindings::generate(&moeq.header, &moeq.include_dirs, load_at_run_time, &out_dir.join("bindings.rs"));
 }

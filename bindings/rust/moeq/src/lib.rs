@@ -6,7 +6,8 @@
 //!   [`TensorView`] / [`TensorViewMut`] borrow Rust slices or device memory.
 //! - [`quantize`] gives a [`QTensor`]; [`dequantize`], [`expert_gemm_lora`] and
 //!   [`expert_gemm_lora_backward`] read a [`QTensorView`] (of a `QTensor`, or of
-//!   buffers from a bitsandbytes checkpoint).
+//!   buffers from a bitsandbytes checkpoint); [`swiglu`] / [`swiglu_backward`] run the
+//!   activation between the projections.
 //! - Every call returns `Result<_, Error>`; the error's `Display` is the library's
 //!   message, which names the argument at fault.
 //!
@@ -33,6 +34,7 @@ mod library_info;
 mod qtensor;
 mod quantize;
 mod raw_view;
+mod swiglu;
 mod tensor;
 mod view;
 
@@ -51,5 +53,6 @@ pub use moeq_sys as sys;
 struct ReadmeExample;
 pub use qtensor::{quantized_layout, Format, NestedStats, QTensor, QTensorView, QuantConfig, QuantLayout, Quantized};
 pub use quantize::{dequantize, quantize};
+pub use swiglu::{swiglu, swiglu_backward, GateLayout, SwigluConfig};
 pub use tensor::Tensor;
 pub use view::{Exclusive, Shared, TensorView, TensorViewMut, View};
