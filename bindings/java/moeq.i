@@ -70,6 +70,7 @@ MOEQ_CLOSEABLE(struct moeq_quant_layout)
 MOEQ_CLOSEABLE(struct moeq_qtensor)
 MOEQ_CLOSEABLE(struct moeq_expert_gemm_args)
 MOEQ_CLOSEABLE(struct moeq_expert_gemm_grad_args)
+MOEQ_CLOSEABLE(struct moeq_swiglu_config)
 /* Forward and backward arguments share their routing, weight and LoRA fields. */
 %typemap(javainterfaces) struct moeq_expert_gemm_args "AutoCloseable, ExpertGemmCommonArgs"
 %typemap(javainterfaces) struct moeq_expert_gemm_grad_args "AutoCloseable, ExpertGemmCommonArgs"
@@ -78,6 +79,7 @@ MOEQ_SIZED_STRUCT(moeq_quant_layout)
 MOEQ_SIZED_STRUCT(moeq_qtensor)
 MOEQ_SIZED_STRUCT(moeq_expert_gemm_args)
 MOEQ_SIZED_STRUCT(moeq_expert_gemm_grad_args)
+MOEQ_SIZED_STRUCT(moeq_swiglu_config)
 
 /* Shapes and strides (int64_t*), and the out-parameters of moeq_tensor_empty and
  * the workspace-size queries. */

@@ -7,6 +7,7 @@ import org.moeq.jni.ExpertGemmCommonArgs;
 import org.moeq.jni.moeq_expert_gemm_args;
 import org.moeq.jni.moeq_expert_gemm_grad_args;
 import org.moeq.jni.moeq_quant_config;
+import org.moeq.jni.moeq_swiglu_config;
 
 /**
  * Static entry points over the C ABI ({@code include/moeq/moeq.h}). Every failure throws a
@@ -162,6 +163,47 @@ public final class Moeq {
       args.setGrad_lora_b(call.output(gradients.loraB(), "grad_lora_b"));
       MoeqException.check(Abi.moeq_expert_gemm_lora_backward(args, stream));
     }
+  }
+
+  /** {@link #swiglu(SwigluConfig, Tensor, Tensor, long)} on the default stream. */
+  public static void swiglu(SwigluConfig config, Tensor gateUp, Tensor out) {
+    swiglu(config, gateUp, out, DEFAULT_STREAM);
+  }
+
+  /**
+   * The gated activation between the projections, in one pass: {@code out [M, I]} from {@code gateUp
+   * [M, 2I]} (one dtype, float32/float16/bfloat16; rows may be padded), computed in float32.
+   */
+  public static void swiglu(SwigluConfig config, Tensor gateUp, Tensor out, long stream) {
+    try (CallScope call = new CallScope(); moeq_swiglu_config raw = rawConfig(config)) {
+      MoeqException.check(Abi.moeq_swiglu(raw, call.tensor(gateUp, "gate_up"), call.output(out, "out"), stream));
+    }
+  }
+
+  /** {@link #swigluBackward(SwigluConfig, Tensor, Tensor, Tensor, long)} on the default stream. */
+  public static void swigluBackward(SwigluConfig config, Tensor gateUp, Tensor gradOut, Tensor gradGateUp) {
+    swigluBackward(config, gateUp, gradOut, gradGateUp, DEFAULT_STREAM);
+  }
+
+  /** The gradient at {@code gateUp} given {@code gradOut [M, I]}, into {@code gradGateUp [M, 2I]}. */
+  public static void swigluBackward(SwigluConfig config, Tensor gateUp, Tensor gradOut, Tensor gradGateUp,
+      long stream) {
+    try (CallScope call = new CallScope(); moeq_swiglu_config raw = rawConfig(config)) {
+      MoeqException.check(Abi.moeq_swiglu_backward(raw, call.tensor(gateUp, "gate_up"),
+          call.tensor(gradOut, "grad_out"), call.output(gradGateUp, "grad_gate_up"), stream));
+    }
+  }
+
+  private static moeq_swiglu_config rawConfig(SwigluConfig config) {
+    if (config == null || config.layout() == null) {
+      throw MoeqException.invalidArgument("config", "expected a SwigluConfig with a GateLayout, got null");
+    }
+    moeq_swiglu_config raw = new moeq_swiglu_config();
+    raw.setLayout(config.layout().code);
+    raw.setAlpha(config.alpha());
+    raw.setLimit(config.limit());
+    raw.setUp_offset(config.upOffset());
+    return raw;
   }
 
   private static void setCommonArgs(CallScope call, ExpertGemmCommonArgs args, Tensor x, QTensor weight,
