@@ -270,19 +270,30 @@ class ExpertLayer:
     """gate_up -> silu(gate) * up -> down over two Projections that share the routing. moeq's
     calls are bound to the projections' buffers, so the activation is written into down.x
     and its gradient into gate_up.grad_y, where the bound calls read them; down.grad_y is
-    the layer's incoming gradient."""
+    the layer's incoming gradient. moeq's layer runs the activation as moeq_swiglu (what
+    moeq.torch.MoeqExperts runs), or with torch_activation=True as torch's (the baselines'
+    activation, so the GEMMs' share shows)."""
 
     def __init__(self, gate_up, down):
         self.gate_up, self.down = gate_up, down
         self.projections = (gate_up, down)
+        lib = gate_up.lib
+        self.moeq_swiglu = mq.swiglu_call(lib, gate_up.y, down.x)
+        self.moeq_swiglu_backward = mq.swiglu_backward_call(lib, gate_up.y, down.grad_x, gate_up.grad_y)
 
-    def run_moeq(self, backward):
+    def run_moeq(self, backward, torch_activation=False):
         self.gate_up.moeq_forward()
-        swiglu(self.gate_up.y, out=self.down.x)
+        if torch_activation:
+            swiglu(self.gate_up.y, out=self.down.x)
+        else:
+            self.moeq_swiglu()
         self.down.moeq_forward()
         if backward:
             self.down.moeq_backward()
-            swiglu_backward(self.gate_up.y, self.down.grad_x, out=self.gate_up.grad_y)
+            if torch_activation:
+                swiglu_backward(self.gate_up.y, self.down.grad_x, out=self.gate_up.grad_y)
+            else:
+                self.moeq_swiglu_backward()
             self.gate_up.moeq_backward()
 
     def moeq_gradients(self):
@@ -427,14 +438,19 @@ def bench_layer(name, tokens, layer, gate_up_weights, down_weights, report):
     baselines = {"bf16": (gate_up_weights.bf16, down_weights.bf16)}
     if gate_up_weights.dequantize and down_weights.dequantize:
         baselines["bnb"] = (gate_up_weights.bnb, down_weights.bnb)
-    # Outputs first: y, grad_x and the four LoRA gradients.
+    # Outputs first: y, grad_x and the four LoRA gradients (moeq's activation checked
+    # against torch's on its own too, so an error there cannot hide in the layer's).
+    layer.run_moeq(backward=True, torch_activation=True)
+    torch_activation = layer.down.x.clone()
     layer.run_moeq(backward=True)
+    activation_error = relative_error(layer.down.x, torch_activation)
+    del torch_activation
     reference = try_baseline(f"{name} {tokens} bf16 expert layer",
                              lambda: layer.run_torch(True, *baselines["bf16"]))
     forward_error = backward_error = None
     if reference is not None:
         y, gradients = reference
-        forward_error = relative_error(layer.down.y, y)
+        forward_error = max(relative_error(layer.down.y, y), activation_error)
         backward_error = max(relative_error(mine, theirs)
                              for mine, theirs in zip(layer.moeq_gradients(), gradients) if theirs is not None)
         del y, gradients
@@ -445,6 +461,7 @@ def bench_layer(name, tokens, layer, gate_up_weights, down_weights, report):
         which_pass = "fwd+bwd" if backward else "fwd"
         moeq = functools.partial(layer.run_moeq, backward)
         moeq_ms = median_ms(moeq)
+        torch_activation_ms = median_ms(functools.partial(layer.run_moeq, backward, True))
         floor = floor_ms(*layer.flops_and_fewest_bytes(backward))
         error = max(forward_error, backward_error) if backward and forward_error is not None else forward_error
         target_ms, goal_ms = LAYER_TARGETS_MS.get((name, tokens, which_pass), (None, None))
@@ -452,7 +469,8 @@ def bench_layer(name, tokens, layer, gate_up_weights, down_weights, report):
             "kind": "layer", "shape": name, "tokens": tokens, "pass": which_pass,
             "M": layer.gate_up.M, "H": layer.gate_up.K, "I": layer.down.K, "rank": layer.gate_up.r,
             "active_experts": layer.gate_up.active_experts,
-            "moeq_ms": moeq_ms, "floor_ms": floor, "pct_floor": 100.0 * floor / moeq_ms,
+            "moeq_ms": moeq_ms, "moeq_torch_activation_ms": torch_activation_ms,
+            "floor_ms": floor, "pct_floor": 100.0 * floor / moeq_ms,
             "moeq_extra_bytes": layer.moeq_buffer_bytes(backward) + peak_extra_bytes(moeq),
             "error": error, "checked": error is not None and error < TOLERANCE,
             "target_ms": target_ms, "goal_ms": goal_ms,
@@ -509,7 +527,8 @@ def print_table(rows):
         print("bitsandbytes dequantize_4bit of the same bytes equals the weights moeq uses:", matches == {True})
 
 
-LAYER_HEADER = (f"{'shape':15} {'tok':>5} {'pass':7} {'moeq ms':>8} {'%floor':>7} {'bf16 ms':>8} {'bnb ms':>8} "
+LAYER_HEADER = (f"{'shape':15} {'tok':>5} {'pass':7} {'moeq ms':>8} {'%floor':>7} {'torchact':>8} "
+                f"{'bf16 ms':>8} {'bnb ms':>8} "
                 f"{'x bf16':>7} {'x bnb':>7} {'MiB moeq':>9} {'MiB bf16':>9} {'MiB bnb':>9} {'err':>8} ok  target")
 
 
@@ -528,7 +547,7 @@ def layer_line(r):
     mib = [None if r[key] is None else r[key] / 2**20
            for key in ("moeq_extra_bytes", "bf16_extra_bytes", "bnb_extra_bytes")]
     return (f"{r['shape']:15} {r['tokens']:5d} {r['pass']:7} {r['moeq_ms']:8.3f} {r['pct_floor']:6.1f}% "
-            f"{cell(r['bf16_lora_ms'], 8)} {cell(r['bnb_lora_ms'], 8)} "
+            f"{cell(r['moeq_torch_activation_ms'], 8)} {cell(r['bf16_lora_ms'], 8)} {cell(r['bnb_lora_ms'], 8)} "
             + " ".join([cell(ratio(r["moeq_ms"], r[key]), 7, ".2f") for key in ("bf16_lora_ms", "bnb_lora_ms")]
                        + [cell(value, 9, ".1f") for value in mib])
             + f" {cell(r['error'], 8, '.1e')} {'yes' if r['checked'] else 'NO':3} {layer_verdict(r)}")
@@ -537,7 +556,9 @@ def layer_line(r):
 def print_layer_table(rows):
     print_rows(LAYER_HEADER, layer_line, rows)
     print("Expert layer: gate_up -> silu(gate) * up -> down, LoRA on both projections; fwd+bwd = the forward "
-          "then grad_x and the four LoRA gradients. x bf16 / x bnb: moeq time over the baseline's (below 1: "
+          "then grad_x and the four LoRA gradients. moeq runs the activation as moeq_swiglu (one pass each "
+          "way, as moeq.torch.MoeqExperts does); torchact: moeq's layer with torch's activation instead, as "
+          "the baselines run it. x bf16 / x bnb: moeq time over the baseline's (below 1: "
           "moeq faster); bnb dequantizes both projections in the forward and keeps the bf16 copies for the "
           "backward, as autograd does. MiB: peak memory above the resident weights, inputs and LoRA adapters "
           "during one call (moeq's counts its bound outputs, saved x_lora_a, gradients and workspaces). "

@@ -12,6 +12,7 @@ KDL_UINT, KDL_INT, KDL_FLOAT, KDL_BFLOAT = 1, 0, 2, 4
 KDL_CPU, KDL_CUDA = 1, 2
 MOEQ_FORMAT_NF4, MOEQ_FORMAT_FP4 = 1, 2
 MOEQ_LAYOUT_EXPERT_OUT_IN, MOEQ_LAYOUT_EXPERT_IN_OUT = 0, 1
+MOEQ_GATE_UP_HALVES, MOEQ_GATE_UP_INTERLEAVED = 0, 1
 MOEQ_MAX_DIMS = 8
 MOEQ_NESTED_CODE_SIZE = 256
 
@@ -96,6 +97,16 @@ class moeq_expert_gemm_grad_args(ctypes.Structure):
     _fields_ = _expert_gemm_fields("grad_y", "x_lora_a", "grad_x", "grad_lora_a", "grad_lora_b")
 
 
+class moeq_swiglu_config(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("layout", ctypes.c_int32),
+        ("alpha", ctypes.c_float),
+        ("limit", ctypes.c_float),
+        ("up_offset", ctypes.c_float),
+    ]
+
+
 _DTYPES = {
     torch.float32: (KDL_FLOAT, 32),
     torch.float16: (KDL_FLOAT, 16),
@@ -130,6 +141,9 @@ def load_library(path=None):
                                                      ctypes.POINTER(ctypes.c_size_t)]),
         "moeq_expert_gemm_grad_workspace_size": (status, [ctypes.POINTER(moeq_expert_gemm_grad_args),
                                                           ctypes.POINTER(ctypes.c_size_t)]),
+        "moeq_swiglu": (status, [ctypes.POINTER(moeq_swiglu_config), _TENSOR, _TENSOR, ctypes.c_void_p]),
+        "moeq_swiglu_backward": (status, [ctypes.POINTER(moeq_swiglu_config), _TENSOR, _TENSOR, _TENSOR,
+                                          ctypes.c_void_p]),
     }
     for name, (restype, argtypes) in signatures.items():
         function = getattr(lib, name)
@@ -222,4 +236,32 @@ def dequantize_call(lib, q, out):
     def call():
         check(lib, lib.moeq_dequantize(*args), "moeq_dequantize")
     call.view = view
+    return call
+
+
+def swiglu_config(layout=MOEQ_GATE_UP_HALVES, alpha=1.0, limit=float("inf"), up_offset=0.0):
+    return moeq_swiglu_config(ctypes.sizeof(moeq_swiglu_config), layout, alpha, limit, up_offset)
+
+
+def swiglu_call(lib, gate_up, out, config=None):
+    """A no-argument callable running moeq_swiglu(gate_up -> out) on torch's current stream."""
+    config = config or swiglu_config()
+    views = (TensorView(gate_up), TensorView(out))
+    args = (ctypes.byref(config), views[0].pointer(), views[1].pointer(), _stream())
+
+    def call():
+        check(lib, lib.moeq_swiglu(*args), "moeq_swiglu")
+    call.keep = (config, views)
+    return call
+
+
+def swiglu_backward_call(lib, gate_up, grad_out, grad_gate_up, config=None):
+    """A no-argument callable running moeq_swiglu_backward on torch's current stream."""
+    config = config or swiglu_config()
+    views = (TensorView(gate_up), TensorView(grad_out), TensorView(grad_gate_up))
+    args = (ctypes.byref(config), *(view.pointer() for view in views), _stream())
+
+    def call():
+        check(lib, lib.moeq_swiglu_backward(*args), "moeq_swiglu_backward")
+    call.keep = (config, views)
     return call
