@@ -86,3 +86,14 @@ TEST_CASE("strides that reach past 2^63 bytes are refused") {
   expect_invalid(moeq_expert_gemm_lora(&call.args, nullptr),
                  "x: sizes and strides reach past 2^63 bytes");
 }
+
+TEST_CASE("SwiGLU over no columns with NULL data and padded rows forms no row pointer") {
+  // fuzz_c_api: gate_up [3, 0] and out [3, 0] with data NULL and row strides 5 made the
+  // CPU backend offset the NULL pointer row by row.
+  int64_t gate_up_shape[2] = {3, 0}, out_shape[2] = {3, 0}, strides[2] = {5, 1};
+  DLTensor gate_up{nullptr, {kDLCPU, 0}, 2, float32_type(), gate_up_shape, strides, 0};
+  DLTensor out{nullptr, {kDLCPU, 0}, 2, float32_type(), out_shape, strides, 0};
+  CHECK(moeq_swiglu(nullptr, &gate_up, &out, nullptr) == MOEQ_OK);
+  DLTensor grad_gate_up = gate_up;
+  CHECK(moeq_swiglu_backward(nullptr, &gate_up, &out, &grad_gate_up, nullptr) == MOEQ_OK);
+}

@@ -15,6 +15,8 @@ SwigluParams params_of(const SwigluProblem& problem) {
 // an element (an exponential, a division, two roundings).
 template <class T, class Body>
 void for_each_row(const SwigluProblem& problem, Body&& body) {
+  // An empty tensor's data may be NULL: no row pointer is formed for it.
+  if (problem.rows == 0 || problem.cols == 0) return;
   const int threads =
       threads_for(20.0 * static_cast<double>(problem.rows) * static_cast<double>(problem.cols), problem.rows);
 #pragma omp parallel for schedule(static) num_threads(threads)

@@ -1,6 +1,6 @@
 // libFuzzer target: every entry point of moeq.h. Each input builds a valid call
 // (quantize, dequantize, the expert GEMM forward or backward, a workspace query,
-// a layout or a library-allocated tensor), then changes a few of its descriptors
+// a layout, a library-allocated tensor, or SwiGLU forward or backward), then changes a few of its descriptors
 // (dtypes, ndim, shapes, strides, struct sizes, NULLs, offsets, devices, aliasing).
 // Memory always matches what the descriptors claim, so the library must refuse
 // anything inconsistent before it touches memory: ASan and UBSan watch.
@@ -9,6 +9,7 @@
 #include <moeq/moeq.h>
 #include <omp.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -278,6 +279,46 @@ void fuzz_backward(FuzzInput& input, Arena& arena, bool workspace_query) {
                                 : moeq_expert_gemm_lora_backward(placed, nullptr));
 }
 
+// A float the fuzzer picks: a usual value, or any bit pattern (NaN, infinities, ...).
+float fuzz_float(FuzzInput& input, float usual) {
+  if (!input.chance(4)) return usual;
+  const uint32_t bits = static_cast<uint32_t>(input.raw64());
+  float value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+// Specs of a SwiGLU call: [gate_up, out (forward) or grad_out (backward), grad_gate_up].
+void fuzz_swiglu(FuzzInput& input, Arena& arena, bool backward) {
+  const DLDataType dtype = activation_type(input);
+  const int64_t rows = input.below(40), cols = input.below(40);
+  std::vector<TensorSpec> specs = {TensorSpec(dtype, {rows, 2 * cols}), TensorSpec(dtype, {rows, cols}),
+                                   TensorSpec(dtype, {rows, 2 * cols})};
+  if (input.chance(3)) specs[0].strides = std::vector<int64_t>{2 * cols + 5, 1};
+  const bool gpt_oss = input.chance(2);
+  moeq_swiglu_config config{sizeof(moeq_swiglu_config), gpt_oss ? MOEQ_GATE_UP_INTERLEAVED : MOEQ_GATE_UP_HALVES,
+                            gpt_oss ? 1.702f : 1.0f, gpt_oss ? 7.0f : INFINITY, gpt_oss ? 1.0f : 0.0f};
+  bool null_config = false;
+  for (uint32_t n = input.below(5); n > 0; --n) {
+    const uint32_t target = input.below(static_cast<uint32_t>(specs.size()) + 2);
+    if (target < specs.size()) {
+      mutate(specs[target], input, static_cast<int>(specs.size()));
+    } else if (target == specs.size()) {
+      config.struct_size = struct_size(input).of(sizeof config);
+      config.layout = static_cast<int32_t>(input.below(4)) - 1;
+      config.alpha = fuzz_float(input, config.alpha);
+      config.limit = fuzz_float(input, config.limit);
+      config.up_offset = fuzz_float(input, config.up_offset);
+    } else {
+      null_config = true;
+    }
+  }
+  const std::vector<DLTensor*> tensors = arena.materialize(specs);
+  const moeq_swiglu_config* config_arg = null_config ? nullptr : place_struct(arena, config);
+  expect_status(backward ? moeq_swiglu_backward(config_arg, tensors[0], tensors[1], tensors[2], nullptr)
+                         : moeq_swiglu(config_arg, tensors[0], tensors[1], nullptr));
+}
+
 // Library-allocated tensors: claims past 64 MiB that do not overflow are real
 // requests the library would serve, so they are not made.
 void fuzz_tensor_empty(FuzzInput& input, Arena& arena) {
@@ -317,7 +358,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzInput input(data, size);
   Arena arena(size > 0 ? data[size - 1] : 0);
-  switch (input.below(9)) {
+  switch (input.below(11)) {
     case 0: fuzz_layout(input, arena); break;
     case 1: fuzz_quantize(input, arena); break;
     case 2: fuzz_dequantize(input, arena); break;
@@ -331,6 +372,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (moeq_status_name(status) == nullptr || moeq_last_error() == nullptr) std::abort();
       break;
     }
+    case 9: fuzz_swiglu(input, arena, false); break;
+    case 10: fuzz_swiglu(input, arena, true); break;
   }
   return 0;
 }

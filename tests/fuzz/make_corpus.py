@@ -69,6 +69,10 @@ def c_api_seeds():
             data += below(3) + size_value(size) + below(index)
         seeds[f"tensor_empty_{ndim}"] = data + chance(False)
     seeds["status_name"] = below(8) + struct.pack("<q", 5)
+    for op in (9, 10):  # SwiGLU forward, backward: dtype, rows, cols, padded rows, gpt-oss form, no mutation
+        for dtype, gpt_oss in ((0, False), (2, True)):
+            seeds[f"swiglu{op}_{dtype}{gpt_oss:d}"] = (below(op) + below(dtype) + below(7) + below(24)
+                                                       + chance(gpt_oss) + chance(gpt_oss) + below(0))
     return seeds
 
 
