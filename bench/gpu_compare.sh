@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Several commits on one GPU machine in one call, so their benchmarks share a machine
+# and a run: build every staged tree side by side (the first with its CUDA suites),
+# run the first's checks, then bench each tree in turn (the first again at the end,
+# to show the run's drift). Uses bench/gpu_gemm_check.sh for every step.
+#
+#   bench/gpu_compare.sh prepare REF...   here: a snapshot of each REF (the first is the
+#                                         one checked) and one shared copy of the build
+#                                         dependencies, in .gpu_multi/
+#   bench/gpu_compare.sh                  there, from the repository root, carrying
+#                                         .gpu_multi (and .whl for bitsandbytes)
+#
+# Environment there: CHECKS (steps on the first tree, default "test sanitize"),
+# BENCH_ARGS (default "--no-bnb --tokens 8192 64"), SANITIZER_TOOLS; logs in $OUT
+# (or .gpu_multi/out): <name>.txt per tree and step.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+stage=$(pwd)/.gpu_multi
+
+if [ "${1:-}" = prepare ]; then
+  set -e
+  shift
+  [ $# -gt 0 ] || { echo "usage: bench/gpu_compare.sh prepare REF..." >&2; exit 2; }
+  rm -rf "$stage" && mkdir -p "$stage"
+  bench/gpu_stage_deps.sh "$stage/deps"
+  index=0
+  for ref in "$@"; do
+    name=$(printf '%02d' "$index")
+    REF=$ref STAGE=$stage/$name DEPS=$stage/deps bench/gpu_gemm_check.sh prepare
+    echo "$ref" > "$stage/$name/ref"
+    index=$((index + 1))
+  done
+  echo "staged $# trees in $stage ($(du -sh "$stage" | cut -f1))"
+  exit 0
+fi
+
+out=${OUT:-$stage/out}
+mkdir -p "$out"
+export DEPS=$stage/deps
+trees=$(cd "$stage" && ls -d [0-9][0-9] | sort)
+first=$(echo "$trees" | head -1)
+count=$(echo "$trees" | wc -w)
+jobs=$(( $(nproc) / count > 2 ? $(nproc) / count : 2 ))
+run_step() {  # tree, steps, extra environment...
+  local tree=$1 steps=$2
+  shift 2
+  env "$@" STAGE="$stage/$tree" BUILD="/tmp/moeq-$tree" OUT="$out/$tree" STEPS="$steps" \
+    bash bench/gpu_gemm_check.sh
+}
+for tree in $trees; do
+  mkdir -p "$out/$tree"
+  targets=moeq
+  [ "$tree" = "$first" ] && targets=""
+  ( run_step "$tree" build JOBS=$jobs ${targets:+TARGETS=$targets} > "$out/$tree-build.txt" 2>&1 ) &
+done
+wait
+status=0
+for tree in $trees; do
+  echo "== $tree: $(cat "$stage/$tree/ref") ($(cat "$stage/$tree/commit"))"
+  tail -2 "$out/$tree-build.txt"
+  grep -q "build failed" "$out/$tree-build.txt" && status=1
+done
+for tree in $trees $first; do
+  echo "== bench $tree: $(cat "$stage/$tree/ref")"
+  run_step "$tree" bench BENCH_ARGS="${BENCH_ARGS:---no-bnb --tokens 8192 64}" > "$out/$tree-bench.txt" 2>&1 || status=1
+  grep -E "^[a-z0-9.-]+ +[0-9]+ (fwd|fwd\+bwd) " "$out/$tree-bench.txt"
+done
+echo "== checks on $first: ${CHECKS:-test sanitize}"
+run_step "$first" "${CHECKS:-test sanitize}" > "$out/$first-checks.txt" 2>&1 || status=1
+grep -E "^## |test cases:|assertions:|ERROR lines|SUMMARY|: exit" "$out/$first-checks.txt"
+exit $status
