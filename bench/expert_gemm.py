@@ -121,7 +121,7 @@ def dequantize_nf4(packed, absmax, shape):
 class Projection:
     """One expert projection y = x W_e^T + s (x A_e^T) B_e^T with its inputs on the GPU."""
 
-    def __init__(self, lib, experts, in_features, out_features, in_out, counts, rank, generator):
+    def __init__(self, lib, experts, in_features, out_features, in_out, counts, rank, generator, nested=False):
         self.lib = lib
         self.E, self.K, self.N, self.r = experts, in_features, out_features, rank
         self.in_out = in_out
@@ -132,6 +132,20 @@ class Projection:
         numel = math.prod(self.shape)
         self.packed = torch.randint(0, 256, (numel // 2,), dtype=torch.uint8, device=dev, generator=generator)
         self.absmax = torch.rand(numel // BLOCKSIZE, device=dev, generator=generator) * 0.02 + 0.01
+        self.nested = None
+        if nested:
+            # Double quantization's layout with random statistics: 8-bit codes per block,
+            # a float32 scale per 256 blocks, a 256-entry map and an offset. self.absmax
+            # becomes what they decode to (code * scale + offset, two float32 roundings,
+            # as the library computes it), which the torch references dequantize with.
+            blocks = numel // BLOCKSIZE
+            self.absmax_codes = torch.randint(0, 256, (blocks,), dtype=torch.uint8, device=dev, generator=generator)
+            nested_absmax = torch.rand((blocks + 255) // 256, device=dev, generator=generator) * 0.01 + 0.005
+            nested_code = torch.linspace(0.0, 1.0, 256, device=dev)
+            nested_offset = torch.tensor([0.01], device=dev)
+            self.nested = (nested_absmax, nested_code, nested_offset)
+            scale = nested_absmax.repeat_interleave(256)[:blocks]
+            self.absmax = nested_code[self.absmax_codes.long()] * scale + nested_offset
         self.group_end = torch.cumsum(counts, 0).to(torch.int32).to(dev)
         self.x = torch.randn(self.M, in_features, device=dev, dtype=torch.bfloat16, generator=generator)
         self.grad_y = torch.randn(self.M, out_features, device=dev, dtype=torch.bfloat16, generator=generator)
@@ -150,7 +164,11 @@ class Projection:
 
     # ------------------------------------------------------------------ moeq
     def _bind(self):
-        self.q, self.q_views = mq.qtensor(self.packed, self.absmax, self.shape, torch.bfloat16)
+        if self.nested is None:
+            self.q, self.q_views = mq.qtensor(self.packed, self.absmax, self.shape, torch.bfloat16)
+        else:
+            self.q, self.q_views = mq.qtensor(self.packed, self.absmax_codes, self.shape, torch.bfloat16,
+                                              nested=self.nested)
         v = {name: mq.TensorView(getattr(self, name)) for name in
              ("x", "group_end", "lora_a", "lora_b", "y", "x_lora_a", "grad_y", "grad_x",
               "grad_lora_a", "grad_lora_b")}
@@ -236,7 +254,8 @@ class Projection:
     def fewest_bytes(self, backward):
         """Active experts' 4-bit weights and absmax; x read and y written, or dY and x read
         and dX written."""
-        weight_bytes = self.active_experts * self.N * self.K / 2 * (1 + 8 / BLOCKSIZE)
+        absmax_bytes = 1 if self.nested is not None else 4  # per block: a code, or a float32
+        weight_bytes = self.active_experts * self.N * self.K / 2 * (1 + 2 * absmax_bytes / BLOCKSIZE)
         act_bytes = 2 * self.M * ((self.N + 2 * self.K) if backward else (self.K + self.N))
         return weight_bytes + act_bytes
 
@@ -598,6 +617,9 @@ def main():
     parser.add_argument("--tokens", nargs="+", type=int, default=[8192, 64])
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--no-bnb", action="store_true", help="leave out the bitsandbytes baseline")
+    parser.add_argument("--nested", action="store_true",
+                        help="double-quantized absmax (bitsandbytes' compress_statistics) for moeq; the "
+                             "bitsandbytes baseline is left out")
     rows_wanted = parser.add_mutually_exclusive_group()
     rows_wanted.add_argument("--layer-only", action="store_true", help="time the expert layer, not each GEMM")
     rows_wanted.add_argument("--no-layer", action="store_true", help="time each GEMM, not the expert layer")
@@ -616,9 +638,9 @@ def main():
         experts, top_k, hidden, inter, in_out = SHAPES[name]
         for tokens in args.tokens:
             counts = routing_counts(tokens, experts, top_k, generator)
-            projections = {which: Projection(lib, experts, k, n, in_out, counts, args.rank, generator)
+            projections = {which: Projection(lib, experts, k, n, in_out, counts, args.rank, generator, args.nested)
                            for which, (k, n) in (("gate_up", (hidden, 2 * inter)), ("down", (inter, hidden)))}
-            weights = {which: BaselineWeights(f"{name} {which}", proj, not args.no_bnb)
+            weights = {which: BaselineWeights(f"{name} {which}", proj, not (args.no_bnb or args.nested))
                        for which, proj in projections.items()}
             if not args.layer_only:
                 for which, proj in projections.items():
