@@ -6,9 +6,10 @@
 // Persistent blocks (one per SM) take tiles of 128 output features x 256 tokens
 // of one expert in turn. The third warpgroup is the producer, running ahead across
 // tiles: the copy engine (TMA) brings each 64-deep step of x (128-byte swizzle, the
-// layout wgmma reads) and of the packed 4-bit weight into a ring of stages, three of
-// its warps copy the step's absmax, and its last warp writes the tile's LoRA operand
-// (s x A^T) to shared memory. Warps 0-7 are two consumer warpgroups of 64 features
+// layout wgmma reads), of the packed 4-bit weight and, where its rows are whole
+// 16-byte units, of its absmax into a ring of stages; three of its warps otherwise
+// copy the step's absmax, and its last warp writes the tile's LoRA operand (s x A^T)
+// to shared memory. Warps 0-7 are two consumer warpgroups of 64 features
 // each: they turn packed bytes into bf16/f16 fragments in registers and issue wgmma
 // m64 x n256 (n128 when the tile holds at most 128 tokens) x k16, then LoRA's rank
 // steps. While one warpgroup dequantizes, the other's products run.
