@@ -85,3 +85,13 @@ def test_swiglu_autograd_matches_torch_autograd_in_float64(device, params):
     (expected_grad,) = torch.autograd.grad(expected, double, grad.double())
     torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(moeq_grad.double(), expected_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_swiglu_autograd_takes_a_transposed_view():
+    base = torch.randn(16, 6)
+    gate_up = base.t().requires_grad_()  # [6, 16] with column stride 6
+    out = moeq.torch.swiglu(gate_up)
+    gate, up = gate_up.detach().chunk(2, dim=-1)
+    torch.testing.assert_close(out, torch.nn.functional.silu(gate) * up, rtol=1e-5, atol=1e-6)
+    out.sum().backward()
+    assert gate_up.grad is not None and gate_up.grad.shape == gate_up.shape

@@ -62,6 +62,8 @@ class _SwiGLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, gate_up, params):
+        if gate_up.dim() == 2 and gate_up.stride(-1) != 1:
+            gate_up = gate_up.contiguous()  # moeq reads rows of adjacent columns
         out = gate_up.new_empty(gate_up.shape[0], gate_up.shape[1] // 2)
         moeq.swiglu(gate_up.detach(), out=out, **params)
         ctx.save_for_backward(gate_up)
