@@ -270,7 +270,8 @@ typedef struct moeq_swiglu_config {
 
 /* gate_up [M, 2I] and out [M, I]: one dtype (float32, float16 or bfloat16), rows
  * padded or not, unit stride along the last dim; out must not overlap gate_up.
- * One pass over memory, computed in float32 and rounded once to out's dtype. */
+ * One pass over memory, computed in float32 and rounded once to out's dtype. A NaN
+ * gate or up gives a NaN output (the clamps do not turn it into a bound). */
 MOEQ_API moeq_status moeq_swiglu(const moeq_swiglu_config* config, const DLTensor* gate_up,
                                  DLTensor* out, void* stream);
 /* The gradient at gate_up given grad_out = dL/d(out) [M, I], into grad_gate_up
