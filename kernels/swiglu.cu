@@ -61,6 +61,26 @@ __device__ __forceinline__ void load_gate_up(const T* row, int64_t cols, int64_t
   }
 }
 
+// The inverse of load_gate_up: values for gate and up of outputs i0 .. i0 + 7 into
+// their columns of a [2I] row.
+template <bool kInterleaved, bool kAligned, class T>
+__device__ __forceinline__ void store_gate_up(T* row, int64_t cols, int64_t i0, int64_t valid,
+                                              const float (&gate)[kVectorElements], const float (&up)[kVectorElements]) {
+  if constexpr (kInterleaved) {
+    float pairs[2][kVectorElements];
+#pragma unroll
+    for (int j = 0; j < kVectorElements; ++j) {
+      pairs[j / 4][(2 * j) % kVectorElements] = gate[j];
+      pairs[j / 4][(2 * j) % kVectorElements + 1] = up[j];
+    }
+    store_floats<kAligned>(row + 2 * i0, 2 * valid, pairs[0]);
+    store_floats<kAligned>(row + 2 * i0 + kVectorElements, 2 * valid - kVectorElements, pairs[1]);
+  } else {
+    store_floats<kAligned>(row + i0, valid, gate);
+    store_floats<kAligned>(row + cols + i0, valid, up);
+  }
+}
+
 // Calls body(row, i0, valid) for each vector of 8 outputs (i0 .. i0 + 7 of `row`,
 // `valid` of them inside it) this thread takes in the grid-stride pass.
 template <class T, class Body>
@@ -97,20 +117,8 @@ __global__ void __launch_bounds__(kThreads) swiglu_backward_kernel(const SwigluA
       grad_gate[j] = g.gate;
       grad_up[j] = g.up;
     }
-    T* target = args.grad_gate_up + row * args.grad_gate_up_stride;
-    if constexpr (kInterleaved) {
-      float pairs[2][kVectorElements];
-#pragma unroll
-      for (int j = 0; j < kVectorElements; ++j) {
-        pairs[j / 4][(2 * j) % kVectorElements] = grad_gate[j];
-        pairs[j / 4][(2 * j) % kVectorElements + 1] = grad_up[j];
-      }
-      store_floats<kAligned>(target + 2 * i0, 2 * valid, pairs[0]);
-      store_floats<kAligned>(target + 2 * i0 + kVectorElements, 2 * valid - kVectorElements, pairs[1]);
-    } else {
-      store_floats<kAligned>(target + i0, valid, grad_gate);
-      store_floats<kAligned>(target + args.cols + i0, valid, grad_up);
-    }
+    store_gate_up<kInterleaved, kAligned>(args.grad_gate_up + row * args.grad_gate_up_stride, args.cols, i0, valid,
+                                          grad_gate, grad_up);
   });
 }
 
@@ -135,14 +143,13 @@ void launch_as(const SwigluArgs<T>& args, cudaStream_t stream) {
 
 template <bool kBackward>
 void launch(const SwigluProblem& problem, void* stream_handle) {
-  if (problem.rows == 0 || problem.cols == 0) return;
   DeviceGuard guard(problem.device_id);
   const bool aligned = rows_are_vectors(problem, problem.gate_up, kBackward ? problem.grad_out : problem.out,
                                         problem.grad_gate_up);
   dispatch_scalar(problem.type, [&](auto tag) {
     using T = decltype(tag);
     SwigluArgs<T> args{};
-    args.params = SwigluParams{problem.alpha, problem.limit, problem.up_offset, problem.interleaved};
+    args.params = problem.params;
     args.rows = problem.rows;
     args.cols = problem.cols;
     args.vectors_per_row = (problem.cols + kVectorElements - 1) / kVectorElements;
@@ -155,7 +162,7 @@ void launch(const SwigluProblem& problem, void* stream_handle) {
     args.grad_gate_up = static_cast<T*>(problem.grad_gate_up.data);
     args.grad_gate_up_stride = problem.grad_gate_up.stride[0];
     const cudaStream_t stream = as_stream(stream_handle);
-    if (problem.interleaved)
+    if (problem.params.interleaved)
       aligned ? launch_as<kBackward, T, true, true>(args, stream) : launch_as<kBackward, T, true, false>(args, stream);
     else
       aligned ? launch_as<kBackward, T, false, true>(args, stream) : launch_as<kBackward, T, false, false>(args, stream);

@@ -97,19 +97,24 @@ struct ExpertGemmGradProblem {
   StridedTensor grad_lora_b;    // optional [E, N, r]
 };
 
+// The gated activation's form (moeq_swiglu_config, validated).
+struct SwigluParams {
+  float alpha = 1.0f;
+  float limit = 0.0f;  // +inf: no clamp
+  float up_offset = 0.0f;
+  bool interleaved = false;
+};
+
 // The gated activation between the projections (moeq_swiglu, moeq_swiglu_backward):
 // for row m < rows and i < cols, gate and up at gate_up[m, gate_column(i)] and
 // gate_up[m, up_column(i)] (core/swiglu_math.hpp). All tensors of `type`, row-major
-// with padded rows (stride[0]) and adjacent columns.
+// with padded rows (stride[0]) and adjacent columns; rows and cols both > 0.
 struct SwigluProblem {
   int device_id = 0;
   ScalarType type = ScalarType::Float32;
   int64_t rows = 0;  // M
   int64_t cols = 0;  // I
-  bool interleaved = false;
-  float alpha = 1.0f;
-  float limit = 0.0f;
-  float up_offset = 0.0f;
+  SwigluParams params;
   StridedTensor gate_up;       // [M, 2I]
   StridedTensor out;           // forward: [M, I]
   StridedTensor grad_out;      // backward: [M, I]

@@ -2,19 +2,13 @@
 // CUDA kernel: float32 in, float32 out, the caller rounds once.
 #pragma once
 
+#include "core/problems.hpp"
 #include "core/scalar.hpp"
 
 #include <cmath>
 #include <cstdint>
 
 namespace moeq {
-
-struct SwigluParams {
-  float alpha;
-  float limit;  // +inf: no clamp
-  float up_offset;
-  bool interleaved;
-};
 
 // Columns of gate_up that hold element i's gate and up (cols = I).
 MOEQ_HOST_DEVICE int64_t gate_column(int64_t i, bool interleaved) { return interleaved ? 2 * i : i; }

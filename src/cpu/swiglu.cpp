@@ -7,16 +7,10 @@
 namespace moeq::cpu {
 namespace {
 
-SwigluParams params_of(const SwigluProblem& problem) {
-  return SwigluParams{problem.alpha, problem.limit, problem.up_offset, problem.interleaved};
-}
-
 // Calls body(gate_up row, row index) for every row, threaded: about 20 operations
 // an element (an exponential, a division, two roundings).
 template <class T, class Body>
 void for_each_row(const SwigluProblem& problem, Body&& body) {
-  // An empty tensor's data may be NULL: no row pointer is formed for it.
-  if (problem.rows == 0 || problem.cols == 0) return;
   const int threads =
       threads_for(20.0 * static_cast<double>(problem.rows) * static_cast<double>(problem.cols), problem.rows);
 #pragma omp parallel for schedule(static) num_threads(threads)
@@ -31,7 +25,7 @@ T* row_of(const StridedTensor& matrix, int64_t row) {
 
 template <class T>
 void forward_rows(const SwigluProblem& problem) {
-  const SwigluParams p = params_of(problem);
+  const SwigluParams& p = problem.params;
   const int64_t cols = problem.cols;
   for_each_row<T>(problem, [&](const T* gate_up, int64_t m) {
     T* out = row_of<T>(problem.out, m);
@@ -43,7 +37,7 @@ void forward_rows(const SwigluProblem& problem) {
 
 template <class T>
 void backward_rows(const SwigluProblem& problem) {
-  const SwigluParams p = params_of(problem);
+  const SwigluParams& p = problem.params;
   const int64_t cols = problem.cols;
   for_each_row<T>(problem, [&](const T* gate_up, int64_t m) {
     const T* grad_out = row_of<T>(problem.grad_out, m);
