@@ -243,25 +243,15 @@ def swiglu_config(layout=MOEQ_GATE_UP_HALVES, alpha=1.0, limit=float("inf"), up_
     return moeq_swiglu_config(ctypes.sizeof(moeq_swiglu_config), layout, alpha, limit, up_offset)
 
 
-def swiglu_call(lib, gate_up, out, config=None):
-    """A no-argument callable running moeq_swiglu(gate_up -> out) on torch's current stream."""
+def swiglu_call(lib, *tensors, config=None):
+    """A no-argument callable on torch's current stream: moeq_swiglu over (gate_up, out), or
+    moeq_swiglu_backward over (gate_up, grad_out, grad_gate_up)."""
+    function = lib.moeq_swiglu if len(tensors) == 2 else lib.moeq_swiglu_backward
     config = config or swiglu_config()
-    views = (TensorView(gate_up), TensorView(out))
-    args = (ctypes.byref(config), views[0].pointer(), views[1].pointer(), _stream())
-
-    def call():
-        check(lib, lib.moeq_swiglu(*args), "moeq_swiglu")
-    call.keep = (config, views)
-    return call
-
-
-def swiglu_backward_call(lib, gate_up, grad_out, grad_gate_up, config=None):
-    """A no-argument callable running moeq_swiglu_backward on torch's current stream."""
-    config = config or swiglu_config()
-    views = (TensorView(gate_up), TensorView(grad_out), TensorView(grad_gate_up))
+    views = tuple(TensorView(tensor) for tensor in tensors)
     args = (ctypes.byref(config), *(view.pointer() for view in views), _stream())
 
     def call():
-        check(lib, lib.moeq_swiglu_backward(*args), "moeq_swiglu_backward")
+        check(lib, function(*args), function.__name__)
     call.keep = (config, views)
     return call
