@@ -5,7 +5,7 @@ from collections import namedtuple
 from . import capi
 from ._errors import argument_error
 from ._streams import stream_handle
-from ._tensor import Tensor, as_tensor
+from ._tensor import as_tensor, output_tensor
 
 LAYOUTS = {"out_in": capi.MOEQ_LAYOUT_EXPERT_OUT_IN, "in_out": capi.MOEQ_LAYOUT_EXPERT_IN_OUT}
 
@@ -35,15 +35,6 @@ def _rows(tensor):
 
 def _optional(value, argument, stream, writable=False):
     return None if value is None else as_tensor(value, argument, stream, writable)
-
-
-def _output(given, argument, shape, dtype, device, stream):
-    """The caller's tensor for an output, or a new one moeq allocates."""
-    if given is not None:
-        return as_tensor(given, argument, stream, writable=True)
-    tensor = Tensor.empty(shape, dtype, device)
-    tensor._stream = stream
-    return tensor
 
 
 def _view(tensor):
@@ -86,12 +77,12 @@ def expert_gemm_lora(x, weight, group_end, lora_a=None, lora_b=None, lora_scale=
     lora_b_tensor = _optional(lora_b, "lora_b", handle)
     out_features, _ = _features(weight, layout)
     device = x_tensor.__dlpack_device__()
-    y = _output(out, "out", (_rows(x_tensor), out_features), x_tensor.dtype, device, handle)
+    y = output_tensor(out, "out", (_rows(x_tensor), out_features), x_tensor.dtype, device, handle)
     x_lora_a = None
     if return_x_lora_a or x_lora_a_out is not None:
         if lora_a_tensor is None:
             raise argument_error("return_x_lora_a: there is no LoRA (lora_a is None)")
-        x_lora_a = _output(x_lora_a_out, "x_lora_a_out", (_rows(x_tensor), _rank(lora_a_tensor)),
+        x_lora_a = output_tensor(x_lora_a_out, "x_lora_a_out", (_rows(x_tensor), _rank(lora_a_tensor)),
                            "float32", device, handle)
 
     args = capi.moeq_expert_gemm_args()
@@ -140,14 +131,14 @@ def expert_gemm_lora_backward(grad_y, x, weight, group_end, lora_a=None, lora_b=
     device = grad_y_tensor.__dlpack_device__()
     grads = {}
     if "x" in wanted:
-        grads["x"] = _output(out.get("x"), "out['x']", (rows, in_features), grad_y_tensor.dtype,
+        grads["x"] = output_tensor(out.get("x"), "out['x']", (rows, in_features), grad_y_tensor.dtype,
                              device, handle)
     for name, source, shape in (("lora_a", lora_a_tensor, (experts, rank, in_features)),
                                 ("lora_b", lora_b_tensor, (experts, out_features, rank))):
         if name in wanted:
             if source is None:
                 raise argument_error(f"compute: '{name}' asked for, but {name} is None")
-            grads[name] = _output(out.get(name), f"out['{name}']", shape, source.dtype, device,
+            grads[name] = output_tensor(out.get(name), f"out['{name}']", shape, source.dtype, device,
                                   handle)
 
     args = capi.moeq_expert_gemm_grad_args()

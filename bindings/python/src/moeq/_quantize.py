@@ -4,7 +4,7 @@ from . import capi
 from ._dtypes import dtype_name
 from ._qtensor import QTensor, format_code
 from ._streams import stream_handle
-from ._tensor import Tensor, as_tensor
+from ._tensor import Tensor, as_tensor, output_tensor
 
 
 def quantize(x, format="nf4", blocksize=64, nested=False, stream=None):
@@ -41,12 +41,8 @@ def dequantize(q, dtype=None, out=None, stream=None):
     """Dequantizes QTensor `q` into `out` (any writable DLPack tensor of q.shape), or into
     a new moeq.Tensor of `dtype` (default q.dtype) on q's device. Returns `out` when given."""
     handle = stream_handle(stream, [out])
-    if out is not None:
-        target = as_tensor(out, "out", handle, writable=True)
-    else:
-        target = Tensor.empty(q.shape, dtype_name(dtype) if dtype else q.dtype,
-                              q.packed.__dlpack_device__())
-        target._stream = handle
+    target = output_tensor(out, "out", q.shape, dtype_name(dtype) if dtype else q.dtype,
+                           q.packed.__dlpack_device__(), handle)
     native = q.native(handle)
     capi.moeq_dequantize(native, target._held.dl_tensor(), handle)
     return target if out is None else out

@@ -5,7 +5,7 @@ import math
 from . import capi
 from ._errors import argument_error
 from ._streams import stream_handle
-from ._tensor import Tensor, as_tensor
+from ._tensor import as_tensor, output_tensor
 
 LAYOUTS = {"halves": capi.MOEQ_GATE_UP_HALVES, "interleaved": capi.MOEQ_GATE_UP_INTERLEAVED}
 
@@ -21,15 +21,6 @@ def _config(layout, alpha, limit, up_offset):
     return config
 
 
-def _output(value, argument, shape, like, handle):
-    """`value` as a writable argument, or a new moeq.Tensor of `shape` like `like`."""
-    if value is not None:
-        return as_tensor(value, argument, handle, writable=True)
-    target = Tensor.empty(shape, like.dtype, like.__dlpack_device__())
-    target._stream = handle
-    return target
-
-
 def swiglu(gate_up, out=None, layout="halves", alpha=1.0, limit=None, up_offset=0.0, stream=None):
     """(clamp(up, -limit, limit) + up_offset) * g * sigmoid(alpha * g), g = min(gate, limit),
     from a gate_up projection's output [M, 2I] into `out` [M, I] (or a new moeq.Tensor) in
@@ -39,7 +30,7 @@ def swiglu(gate_up, out=None, layout="halves", alpha=1.0, limit=None, up_offset=
     handle = stream_handle(stream, [gate_up, out])
     source = as_tensor(gate_up, "gate_up", handle)
     shape = (source.shape[0] if source.shape else 0, source.shape[-1] // 2 if source.shape else 0)
-    target = _output(out, "out", shape, source, handle)
+    target = output_tensor(out, "out", shape, source.dtype, source.__dlpack_device__(), handle)
     capi.moeq_swiglu(_config(layout, alpha, limit, up_offset), source._held.dl_tensor(),
                      target._held.dl_tensor(), handle)
     return target if out is None else out
@@ -53,7 +44,8 @@ def swiglu_backward(gate_up, grad_out, grad_gate_up=None, layout="halves", alpha
     handle = stream_handle(stream, [gate_up, grad_out, grad_gate_up])
     source = as_tensor(gate_up, "gate_up", handle)
     gradient = as_tensor(grad_out, "grad_out", handle)
-    target = _output(grad_gate_up, "grad_gate_up", source.shape, source, handle)
+    target = output_tensor(grad_gate_up, "grad_gate_up", source.shape, source.dtype, source.__dlpack_device__(),
+                           handle)
     capi.moeq_swiglu_backward(_config(layout, alpha, limit, up_offset), source._held.dl_tensor(),
                               gradient._held.dl_tensor(), target._held.dl_tensor(), handle)
     return target if grad_gate_up is None else grad_gate_up

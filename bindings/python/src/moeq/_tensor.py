@@ -87,6 +87,16 @@ class Tensor:
         return copied
 
 
+def output_tensor(given, argument, shape, dtype, device, stream):
+    """The caller's tensor for an output (writable, taken as `argument`), or a new moeq.Tensor
+    of `shape` and `dtype` on `device` whose contents are ready after `stream`'s work."""
+    if given is not None:
+        return as_tensor(given, argument, stream, writable=True)
+    tensor = Tensor.empty(shape, dtype, device)
+    tensor._stream = stream
+    return tensor
+
+
 def from_dlpack(value, stream=None):
     """A moeq.Tensor viewing `value` (anything with `__dlpack__`) zero-copy."""
     return as_tensor(value, "value", stream_handle(stream, [value]))
