@@ -148,7 +148,7 @@ TEST_CASE("malformed 4-bit entries are refused with the reason") {
        "expected 2 uint8 block scales"},
   };
   for (const Case& c : cases) {
-    INFO(c.what);
+    INFO(std::string(c.what));
     ScratchFolder folder;
     std::vector<moeq::safetensors::TensorSpec> specs = c.specs;
     specs.push_back({"w.quant_state.bitsandbytes__nf4", Dtype::U8, {static_cast<int64_t>(c.state.size())}});

@@ -65,7 +65,7 @@ class ForwardCall {
   }
   void run() {
     const moeq_status status = launch();
-    INFO(moeq_last_error());
+    INFO(std::string(moeq_last_error()));
     REQUIRE(status == MOEQ_OK);
     fetch();
   }
@@ -240,7 +240,7 @@ TEST_CASE("a forward captured in a CUDA graph and replayed gives the bits of a d
   cudaGraphExec_t exec;
   REQUIRE_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
   const moeq_status status = captured.launch();
-  INFO(moeq_last_error());
+  INFO(std::string(moeq_last_error()));
   REQUIRE_CUDA(cudaStreamEndCapture(stream, &graph));
   REQUIRE(status == MOEQ_OK);
   REQUIRE_CUDA(cudaGraphInstantiate(&exec, graph, 0));

@@ -45,7 +45,7 @@ class BackwardCall {
     args.grad_lora_b = grad_lora_b.dl();
     size_t bytes = 0;
     const moeq_status status = moeq_expert_gemm_grad_workspace_size(&args, &bytes);
-    INFO(moeq_last_error());
+    INFO(std::string(moeq_last_error()));
     REQUIRE(status == MOEQ_OK);
     workspace_bytes = bytes;
     workspace_.attach(args, bytes, request.caller_workspace);
@@ -63,7 +63,7 @@ class BackwardCall {
   }
   void run() {
     const moeq_status status = launch();
-    INFO(moeq_last_error());
+    INFO(std::string(moeq_last_error()));
     REQUIRE(status == MOEQ_OK);
     fetch();
   }
@@ -276,7 +276,7 @@ TEST_CASE("a backward captured in a CUDA graph and replayed gives the bits of a 
   cudaGraphExec_t exec;
   REQUIRE_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
   const moeq_status status = captured.launch();
-  INFO(moeq_last_error());
+  INFO(std::string(moeq_last_error()));
   REQUIRE_CUDA(cudaStreamEndCapture(stream, &graph));
   REQUIRE(status == MOEQ_OK);
   REQUIRE_CUDA(cudaGraphInstantiate(&exec, graph, 0));

@@ -111,7 +111,7 @@ float gpu_milliseconds(Launch launch) {
   REQUIRE_CUDA(cudaEventElapsedTime(&milliseconds, start, stop));
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  INFO(moeq_last_error());
+  INFO(std::string(moeq_last_error()));
   REQUIRE(status == MOEQ_OK);
   return milliseconds;
 }

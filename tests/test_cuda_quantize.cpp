@@ -32,7 +32,7 @@ namespace {
 #define REQUIRE_MOEQ_OK(call)                       \
   do {                                              \
     const moeq_status status_ = (call);             \
-    INFO(moeq_last_error());                        \
+    INFO(std::string(moeq_last_error()));                        \
     REQUIRE(status_ == MOEQ_OK);                    \
   } while (0)
 
@@ -270,7 +270,7 @@ void check_against_cpu(const QuantCase& c, std::mt19937_64& rng) {
                                 c.caller_workspace ? workspace.bytes() : 0, nullptr));
   REQUIRE_CUDA_OK(cudaDeviceSynchronize());
   for (int i = 0; i < (c.nested ? 5 : 2); ++i) {
-    INFO("buffer " << kBufferNames[i]);
+    INFO("buffer " << std::string(kBufferNames[i]));
     CHECK(first_difference(gpu.download(i), host_buffer(cpu, i)) == -1);
   }
 
@@ -387,7 +387,7 @@ TEST_CASE("the nested mean keeps the CPU's order when absmax spans many magnitud
   REQUIRE_MOEQ_OK(moeq_quantize(&device_input.dl, gpu.config(), gpu.q(), nullptr, 0, nullptr));
   REQUIRE_CUDA_OK(cudaDeviceSynchronize());
   for (int i = 0; i < 5; ++i) {
-    INFO("buffer " << kBufferNames[i]);
+    INFO("buffer " << std::string(kBufferNames[i]));
     CHECK(first_difference(gpu.download(i), host_buffer(cpu, i)) == -1);
   }
 }
@@ -466,7 +466,7 @@ TEST_CASE("quantize and dequantize captured in a CUDA graph replay on new inputs
       HostQTensor cpu(MOEQ_FORMAT_NF4, 64, true, shape, dtype);
       quantize_into(host_input, cpu);
       for (int i = 0; i < 5; ++i) {
-        INFO("buffer " << kBufferNames[i]);
+        INFO("buffer " << std::string(kBufferNames[i]));
         CHECK(first_difference(q.download(i), host_buffer(cpu, i)) == -1);
       }
       HostTensor cpu_output(dtype, shape);

@@ -29,7 +29,7 @@ class ThreadCount {
 TEST_CASE("every operation writes the same bytes run after run") {
   EveryOp ops(20261129);
   for (Op op : kEveryOp) {
-    INFO(op_name(op));
+    INFO(std::string(op_name(op)));
     std::vector<uint8_t> first, again;
     REQUIRE(ops.run(op, first) == MOEQ_OK);
     for (int run = 0; run < 3; ++run) {
@@ -43,7 +43,7 @@ TEST_CASE("every operation writes the same bytes with 1, 2, 3 and 4 OpenMP threa
   const ThreadCount restore;
   EveryOp ops(7);
   for (Op op : kEveryOp) {
-    INFO(op_name(op));
+    INFO(std::string(op_name(op)));
     omp_set_num_threads(1);
     std::vector<uint8_t> one_thread, threaded;
     REQUIRE(ops.run(op, one_thread) == MOEQ_OK);

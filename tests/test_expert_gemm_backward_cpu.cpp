@@ -19,7 +19,7 @@ BackwardTensors run_backward(ExpertGemmInputs& in, const GradientRequest& reques
   BackwardTensors run = backward_tensors(in, request, rng);
   const moeq_expert_gemm_grad_args args = request_args(in, run, request, run);
   const moeq_status status = moeq_expert_gemm_lora_backward(&args, nullptr);
-  INFO(moeq_last_error());
+  INFO(std::string(moeq_last_error()));
   REQUIRE(status == MOEQ_OK);
   return run;
 }

@@ -25,7 +25,7 @@ ForwardResult run_forward(ExpertGemmInputs& in, bool want_x_lora_a = false) {
   const moeq_expert_gemm_args args =
       forward_args(in, result.y.dl(), want_x_lora_a ? result.x_lora_a.dl() : nullptr);
   const moeq_status status = moeq_expert_gemm_lora(&args, nullptr);
-  INFO(moeq_last_error());
+  INFO(std::string(moeq_last_error()));
   REQUIRE(status == MOEQ_OK);
   return result;
 }

@@ -139,7 +139,7 @@ TEST_CASE("dequantizing bitsandbytes' bytes gives bitsandbytes' output bit for b
     GoldenQTensor view(golden);
     HostTensor out(dtype_named(golden.dtype), golden.shape);
     const moeq_status status = moeq_dequantize(&view.q, out.dl(), nullptr);
-    INFO(moeq_last_error());
+    INFO(std::string(moeq_last_error()));
     REQUIRE(status == MOEQ_OK);
     const size_t bytes = golden.dequantized.size();
     REQUIRE(bytes == static_cast<size_t>(out.numel() * (out.dl()->dtype.bits / 8)));

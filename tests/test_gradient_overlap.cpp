@@ -57,6 +57,6 @@ TEST_CASE("PEFT's strided lora_B layout is a valid LoRA gradient") {
   const moeq_expert_gemm_grad_args args =
       backward_args(in, grad_y.dl(), nullptr, nullptr, grad_b.dl());
   const moeq_status status = moeq_expert_gemm_lora_backward(&args, nullptr);
-  INFO(moeq_last_error());
+  INFO(std::string(moeq_last_error()));
   CHECK(status == MOEQ_OK);
 }

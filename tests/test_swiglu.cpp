@@ -26,13 +26,13 @@ void check_case(const SwigluCase& c, uint64_t seed) {
   moeq_swiglu_config config{};
   HostTensor out = padded_matrix(c.dtype, c.rows, c.cols, c.row_padding);
   moeq_status status = moeq_swiglu(config_arg(c, config), in.gate_up.dl(), out.dl(), nullptr);
-  INFO(moeq_last_error());
+  INFO(std::string(moeq_last_error()));
   REQUIRE(status == MOEQ_OK);
   check_forward_output(c, in, out);
 
   HostTensor grad_gate_up = padded_matrix(c.dtype, c.rows, 2 * c.cols, c.row_padding);
   status = moeq_swiglu_backward(config_arg(c, config), in.gate_up.dl(), in.grad_out.dl(), grad_gate_up.dl(), nullptr);
-  INFO(moeq_last_error());
+  INFO(std::string(moeq_last_error()));
   REQUIRE(status == MOEQ_OK);
   check_backward_output(c, in, grad_gate_up);
 }

@@ -156,7 +156,7 @@ HostQTensor::HostQTensor(int32_t format, int32_t blocksize, bool nested, std::ve
 void quantize_into(const HostTensor& input, HostQTensor& out) {
   const moeq_quant_config config = out.config();
   const moeq_status status = moeq_quantize(input.dl(), &config, out.q(), nullptr, 0, nullptr);
-  INFO(moeq_last_error());
+  INFO(std::string(moeq_last_error()));
   REQUIRE(status == MOEQ_OK);
 }
 
