@@ -32,6 +32,8 @@ struct ThreadTally {
 // Thread t makes worker = make_worker(t), then until the deadline calls
 // worker(op, bytes) (op = t, t + 1, ... modulo the operations, so all of them run
 // at once) and bad_call(t), a failing call whose message no other thread's gives.
+// Each thread makes at least one round of every operation, however short the time
+// (under racecheck one call can take longer than the whole run time).
 template <class MakeWorker, class BadCall>
 std::vector<ThreadTally> run_concurrently(int thread_count,
                                           const std::vector<std::vector<uint8_t>>& serial,
@@ -51,7 +53,9 @@ std::vector<ThreadTally> run_concurrently(int thread_count,
       tally.calls.assign(ops, 0);
       auto worker = make_worker(t);
       std::vector<uint8_t> bytes;
-      for (size_t i = static_cast<size_t>(t); std::chrono::steady_clock::now() < deadline; ++i) {
+      const size_t first_round_end = static_cast<size_t>(t) + ops;
+      for (size_t i = static_cast<size_t>(t); i < first_round_end || std::chrono::steady_clock::now() < deadline;
+           ++i) {
         const size_t op = i % ops;
         ++tally.calls[op];
         if (worker(op, bytes) != MOEQ_OK || moeq_last_error()[0] != '\0') ++tally.failed_calls;
