@@ -24,15 +24,34 @@ constexpr int64_t kSkinnyMaxRank = 64;
 
 constexpr int kProjectWarps = kTrainingRowTile / 16;
 constexpr int kProjectThreads = 32 * kProjectWarps;
-constexpr int kProjectChunk = 64;  // depth per step: 16 elements for each of a row's 4 threads
-constexpr int kProjectFactorStride = kProjectChunk + kSmemPadElements;
+constexpr int kProjectChunk = 64;  // depth of one mma group: 16 elements for each of a row's 4 threads
 
-// This thread's share of the factor chunk c: rank rows first_rank + 4 i, column
-// d = 64 c + column, widened to float32; zero past the rank and the depth.
-template <int RankPad>
+// The rows kernel reads Vectors such groups of a row at once (a 128 * Vectors byte
+// segment of each row per step): DRAM serves long runs of one row better than 128-byte
+// pieces of 128 rows. Within a step, thread t holds elements 16 (Vectors t + v) ..
+// + 15 for group v; the factor is staged with group v of thread t at column
+// 16 (4 v + t), so each group's B fragments are read like the 64-deep layout's
+// (one 128-byte run per rank row: no bank conflicts).
+template <int Vectors>
+struct ProjectStep {
+  static constexpr int kDepth = kProjectChunk * Vectors;
+  static constexpr int kFactorStride = kDepth + kSmemPadElements;
+  // Staged column of the element `offset` deep into a step.
+  __device__ static constexpr int staged_column(int offset) {
+    return 16 * (4 * (offset % (16 * Vectors) / 16) + offset / (16 * Vectors)) + offset % 16;
+  }
+};
+
+// This thread's share of the factor for step c: rank rows first_rank + kRankStep i,
+// element d = kDepth c + offset, rounded to the operand type once (as the row-tiled
+// GEMM's loaders do; held as such, half the registers of float32); zero past the
+// rank and the depth.
+template <class Element, int RankPad, int Vectors>
 struct ProjectFactorShare {
-  static constexpr int kPerThread = RankPad * kProjectChunk / kProjectThreads;
-  float value[kPerThread];
+  using Step = ProjectStep<Vectors>;
+  static constexpr int kPerThread = RankPad * Step::kDepth / kProjectThreads;
+  static constexpr int kRankStep = kProjectThreads / Step::kDepth;
+  Element value[kPerThread];
 
   template <class Stored>
   __device__ __forceinline__ void load_typed(const StridedView& factor, int64_t expert, int64_t rank,
@@ -42,16 +61,17 @@ struct ProjectFactorShare {
     Stored raw[kPerThread];
 #pragma unroll
     for (int i = 0; i < kPerThread; ++i)
-      if (d < depth && first_rank + 4 * i < rank) raw[i] = __ldg(base + (first_rank + 4 * i) * factor.index_stride);
+      if (d < depth && first_rank + kRankStep * i < rank)
+        raw[i] = __ldg(base + (first_rank + kRankStep * i) * factor.index_stride);
 #pragma unroll
     for (int i = 0; i < kPerThread; ++i)
-      value[i] = d < depth && first_rank + 4 * i < rank ? to_float32(raw[i]) : 0.0f;
+      value[i] = round_to<Element>(d < depth && first_rank + kRankStep * i < rank ? to_float32(raw[i]) : 0.0f);
   }
 
   __device__ __forceinline__ void load(const StridedView& factor, int64_t expert, int64_t rank,
-                                       int64_t depth, int64_t chunk) {
-    const int64_t d = chunk * kProjectChunk + threadIdx.x % kProjectChunk;
-    const int first_rank = threadIdx.x / kProjectChunk;
+                                       int64_t depth, int64_t step) {
+    const int64_t d = step * Step::kDepth + threadIdx.x % Step::kDepth;
+    const int first_rank = threadIdx.x / Step::kDepth;
     switch (factor.type) {
       case ScalarType::Float16: load_typed<__half>(factor, expert, rank, depth, d, first_rank); break;
       case ScalarType::BFloat16: load_typed<__nv_bfloat16>(factor, expert, rank, depth, d, first_rank); break;
@@ -59,51 +79,57 @@ struct ProjectFactorShare {
     }
   }
 
-  // Rounded to the operand type once, as the row-tiled GEMM's loaders do.
-  template <class Element>
-  __device__ __forceinline__ void store(Element (*stage)[kProjectFactorStride]) const {
+  __device__ __forceinline__ void store(Element (*stage)[Step::kFactorStride]) const {
+    const int column = Step::staged_column(threadIdx.x % Step::kDepth);
 #pragma unroll
-    for (int i = 0; i < kPerThread; ++i)
-      stage[threadIdx.x / kProjectChunk + 4 * i][threadIdx.x % kProjectChunk] = round_to<Element>(value[i]);
+    for (int i = 0; i < kPerThread; ++i) stage[threadIdx.x / Step::kDepth + kRankStep * i][column] = value[i];
   }
 };
 
-// acc[n] += rows (g, g + 8) x the factor's rank columns 8 n + g over one 64-deep
-// chunk: x[0..1] row g's 16 elements, x[2..3] row g + 8's.
-template <class Element, int RankTiles>
-__device__ __forceinline__ void project_chunk(float (&acc)[RankTiles][4], const uint4 (&x)[4],
-                                              const Element (*stage)[kProjectFactorStride]) {
+// acc[n] += rows (g, g + 8) x the factor's rank columns 8 n + g over one step:
+// x[2 v .. 2 v + 1] row g's 16 elements of group v, x[2 Vectors + 2 v ..] row g + 8's.
+template <class Element, int RankTiles, int Vectors>
+__device__ __forceinline__ void project_step(float (&acc)[RankTiles][4], const uint4 (&x)[4 * Vectors],
+                                             const Element (*stage)[ProjectStep<Vectors>::kFactorStride]) {
   const int lane = threadIdx.x % 32;
   const int g = lane / 4;
   const int t = lane % 4;
 #pragma unroll
-  for (int n = 0; n < RankTiles; ++n) {
-    const uint4* f = reinterpret_cast<const uint4*>(&stage[8 * n + g][16 * t]);
-    const uint4 low = f[0];
-    const uint4 high = f[1];
-    const uint32_t a0[4] = {x[0].x, x[2].x, x[0].y, x[2].y};
-    const uint32_t a1[4] = {x[0].z, x[2].z, x[0].w, x[2].w};
-    const uint32_t a2[4] = {x[1].x, x[3].x, x[1].y, x[3].y};
-    const uint32_t a3[4] = {x[1].z, x[3].z, x[1].w, x[3].w};
-    const uint32_t b0[2] = {low.x, low.y};
-    const uint32_t b1[2] = {low.z, low.w};
-    const uint32_t b2[2] = {high.x, high.y};
-    const uint32_t b3[2] = {high.z, high.w};
-    mma_m16n8k16<Element>(acc[n], a0, b0);
-    mma_m16n8k16<Element>(acc[n], a1, b1);
-    mma_m16n8k16<Element>(acc[n], a2, b2);
-    mma_m16n8k16<Element>(acc[n], a3, b3);
+  for (int v = 0; v < Vectors; ++v) {
+    const uint4& g_low = x[2 * v];
+    const uint4& g_high = x[2 * v + 1];
+    const uint4& g8_low = x[2 * Vectors + 2 * v];
+    const uint4& g8_high = x[2 * Vectors + 2 * v + 1];
+    const uint32_t a0[4] = {g_low.x, g8_low.x, g_low.y, g8_low.y};
+    const uint32_t a1[4] = {g_low.z, g8_low.z, g_low.w, g8_low.w};
+    const uint32_t a2[4] = {g_high.x, g8_high.x, g_high.y, g8_high.y};
+    const uint32_t a3[4] = {g_high.z, g8_high.z, g_high.w, g8_high.w};
+#pragma unroll
+    for (int n = 0; n < RankTiles; ++n) {
+      const uint4* f = reinterpret_cast<const uint4*>(&stage[8 * n + g][16 * (4 * v + t)]);
+      const uint4 low = f[0];
+      const uint4 high = f[1];
+      const uint32_t b0[2] = {low.x, low.y};
+      const uint32_t b1[2] = {low.z, low.w};
+      const uint32_t b2[2] = {high.x, high.y};
+      const uint32_t b3[2] = {high.z, high.w};
+      mma_m16n8k16<Element>(acc[n], a0, b0);
+      mma_m16n8k16<Element>(acc[n], a1, b1);
+      mma_m16n8k16<Element>(acc[n], a2, b2);
+      mma_m16n8k16<Element>(acc[n], a3, b3);
+    }
   }
 }
 
-// Stages: 64-deep chunks of X in flight per thread (64 bytes each); with MinBlocks
-// blocks per SM, Stages * MinBlocks * 16 KiB must cover the memory latency at full
-// bandwidth (~32 KiB per SM on an H200).
-template <class Activation, int RankPad, int Stages, int MinBlocks>
+// Stages: steps of X in flight per thread (64 * Vectors bytes each); with MinBlocks
+// blocks per SM, Stages * MinBlocks * 16 KiB * Vectors must cover the memory latency
+// at full bandwidth (~32 KiB per SM on an H200).
+template <class Activation, int RankPad, int Vectors, int Stages, int MinBlocks>
 __global__ void __launch_bounds__(kProjectThreads, MinBlocks) lora_rows_project_kernel(const RowsGemmParams p) {
   using Element = typename OperandOf<Activation>::Element;
+  using Step = ProjectStep<Vectors>;
   constexpr int kRankTiles = RankPad / 8;
-  __shared__ __align__(16) Element factor_stage[2][RankPad][kProjectFactorStride];
+  __shared__ __align__(16) Element factor_stage[2][RankPad][Step::kFactorStride];
 
   int32_t expert;
   int64_t row0, row_end;
@@ -116,15 +142,16 @@ __global__ void __launch_bounds__(kProjectThreads, MinBlocks) lora_rows_project_
   const uint16_t* x_g = x + (valid_g ? row_g * p.rows.ld : 0);
   const uint16_t* x_g8 = x + (valid_g8 ? (row_g + 8) * p.rows.ld : 0);
   const int64_t depth = p.depth;
-  const int64_t chunks = (depth + kProjectChunk - 1) / kProjectChunk;
+  const int64_t steps = (depth + Step::kDepth - 1) / Step::kDepth;
 
-  auto load_x = [&](int64_t chunk, uint4 (&v)[4]) {
-    const bool live = chunk < chunks;
-    const int64_t col = chunk * kProjectChunk + 16 * (lane % 4);
-    v[0] = load_row_vector(x_g, live && valid_g, col, depth);
-    v[1] = load_row_vector(x_g, live && valid_g, col + 8, depth);
-    v[2] = load_row_vector(x_g8, live && valid_g8, col, depth);
-    v[3] = load_row_vector(x_g8, live && valid_g8, col + 8, depth);
+  auto load_x = [&](int64_t step, uint4 (&v)[4 * Vectors]) {
+    const bool live = step < steps;
+    const int64_t col = step * Step::kDepth + 16 * Vectors * (lane % 4);
+#pragma unroll
+    for (int j = 0; j < 2 * Vectors; ++j) {
+      v[j] = load_row_vector(x_g, live && valid_g, col + 8 * j, depth);
+      v[2 * Vectors + j] = load_row_vector(x_g8, live && valid_g8, col + 8 * j, depth);
+    }
   };
 
   float acc[kRankTiles][4];
@@ -133,26 +160,26 @@ __global__ void __launch_bounds__(kProjectThreads, MinBlocks) lora_rows_project_
 #pragma unroll
     for (int q = 0; q < 4; ++q) acc[n][q] = 0.0f;
 
-  // The factor runs one chunk ahead in shared memory and one more in registers,
-  // so its L2 round trip hides behind a whole chunk of X.
-  ProjectFactorShare<RankPad> factor;
+  // The factor runs one step ahead in shared memory and one more in registers,
+  // so its L2 round trip hides behind a whole step of X.
+  ProjectFactorShare<Element, RankPad, Vectors> factor;
   factor.load(p.factor, expert, p.cols, depth, 0);
   factor.store(factor_stage[0]);
   factor.load(p.factor, expert, p.cols, depth, 1);
-  uint4 x_ring[Stages][4];
+  uint4 x_ring[Stages][4 * Vectors];
 #pragma unroll
   for (int s = 0; s < Stages; ++s) load_x(s, x_ring[s]);
   __syncthreads();
 
-  for (int64_t chunk0 = 0; chunk0 < chunks; chunk0 += Stages) {
+  for (int64_t step0 = 0; step0 < steps; step0 += Stages) {
 #pragma unroll
     for (int s = 0; s < Stages; ++s) {
-      const int64_t chunk = chunk0 + s;
-      if (chunk >= chunks) break;
-      project_chunk<Element, kRankTiles>(acc, x_ring[s], factor_stage[chunk % 2]);
-      load_x(chunk + Stages, x_ring[s]);
-      factor.store(factor_stage[(chunk + 1) % 2]);
-      factor.load(p.factor, expert, p.cols, depth, chunk + 2);
+      const int64_t step = step0 + s;
+      if (step >= steps) break;
+      project_step<Element, kRankTiles, Vectors>(acc, x_ring[s], factor_stage[step % 2]);
+      load_x(step + Stages, x_ring[s]);
+      factor.store(factor_stage[(step + 1) % 2]);
+      factor.load(p.factor, expert, p.cols, depth, step + 2);
       __syncthreads();
     }
   }
@@ -179,14 +206,15 @@ template <class Activation>
 void launch_lora_rows_project(const RowsGemmParams& params, int64_t row_tiles, cudaStream_t stream) {
   if (row_tiles == 0) return;
   const dim3 grid(static_cast<unsigned>(row_tiles));
-  // Wider ranks hold more accumulators and factor values: fewer chunks in flight,
-  // or one block per SM with the whole register file (no spills).
+  // Rank 16 reads 256-byte row segments a step; wider ranks hold more accumulators
+  // and factor values: 128-byte segments, or one block per SM with the whole
+  // register file (no spills on sm_90a: cuobjdump -res-usage).
   if (params.cols <= 16)
-    lora_rows_project_kernel<Activation, 16, 4, 2><<<grid, kProjectThreads, 0, stream>>>(params);
+    lora_rows_project_kernel<Activation, 16, 2, 2, 2><<<grid, kProjectThreads, 0, stream>>>(params);
   else if (params.cols <= 32)
-    lora_rows_project_kernel<Activation, 32, 3, 2><<<grid, kProjectThreads, 0, stream>>>(params);
+    lora_rows_project_kernel<Activation, 32, 1, 3, 2><<<grid, kProjectThreads, 0, stream>>>(params);
   else
-    lora_rows_project_kernel<Activation, 64, 4, 1><<<grid, kProjectThreads, 0, stream>>>(params);
+    lora_rows_project_kernel<Activation, 64, 1, 4, 1><<<grid, kProjectThreads, 0, stream>>>(params);
   check_launch("lora_rows_project_kernel");
 }
 

@@ -115,8 +115,10 @@ struct DeviceInputs {
 // LoRA ranks across the 64-rank chunks and the LoRA kernels' rank forms, padded rows.
 inline ExpertGemmCase training_gpu_case(int i) {
   const std::vector<std::vector<int64_t>> routings = {{300, 0, 129, 1}, {256, 257}, {40, 700}, {128, 0, 0, 140, 33}};
-  // 33 and 64: the rank-64 forms of the bandwidth LoRA kernels (lora_rows_*.cuh).
-  const int64_t ranks[6] = {0, 16, 100, 1, 33, 64};
+  // 33 and 64: the rank-64 forms of the bandwidth LoRA kernels (lora_rows_*.cuh);
+  // the second 16 lands on depths that end inside a 128-deep step of the rank-16
+  // projection (96).
+  const int64_t ranks[7] = {0, 16, 100, 1, 33, 64, 16};
   ExpertGemmCase c;
   c.layout = i % 4 == 1 ? MOEQ_LAYOUT_EXPERT_IN_OUT : MOEQ_LAYOUT_EXPERT_OUT_IN;
   c.format = i % 2 == 0 ? MOEQ_FORMAT_NF4 : MOEQ_FORMAT_FP4;
@@ -130,7 +132,7 @@ inline ExpertGemmCase training_gpu_case(int i) {
   const bool out_in = c.layout == MOEQ_LAYOUT_EXPERT_OUT_IN;
   c.in_features = out_in ? last_dim : other_dim;
   c.out_features = out_in ? other_dim : last_dim;
-  c.rank = ranks[i % 6];
+  c.rank = ranks[i % 7];
   c.rows_per_expert = routings[i % routings.size()];
   c.unrouted_rows = i % 3;
   c.row_padding = i % 4 == 3 ? 8 : 0;
