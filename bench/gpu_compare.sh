@@ -63,7 +63,8 @@ done
 for tree in $trees $first; do
   echo "== bench $tree: $(cat "$stage/$tree/ref")"
   run_step "$tree" bench BENCH_ARGS="${BENCH_ARGS:---no-bnb --tokens 8192 64}" > "$out/$tree-bench.txt" 2>&1 || status=1
-  grep -E "^[a-z0-9.-]+ +[0-9]+ (fwd|fwd\+bwd) " "$out/$tree-bench.txt"
+  # Each layer line once (bench/expert_gemm.py prints it per shape and again at the end).
+  grep -E "^[a-z0-9.-]+ +[0-9]+ (fwd|fwd\+bwd) " "$out/$tree-bench.txt" | awk '!seen[$0]++'
 done
 checks=${CHECKS:-test sanitize}
 if [ "$checks" != none ]; then

@@ -22,7 +22,8 @@
 # SANITIZER_CONCURRENCY_SECONDS (how long the concurrency suite's threads run under
 # a sanitizer, 3; racecheck 1), SANITIZER_TIMEOUT (per run, 240 s; racecheck +180),
 # BENCH_ARGS (passed to bench/expert_gemm.py), PROFILE_ARGS (to
-# bench/kernel_profile.py). The suites run side by side in each step.
+# bench/kernel_profile.py), NCU_KERNELS (the step "ncu": see step_ncu). The suites
+# run side by side in each step.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stage=${STAGE:-$(pwd)/.gpu_gemm}
@@ -126,24 +127,29 @@ step_profile() {
     python3 "$root/bench/kernel_profile.py" ${PROFILE_ARGS:-} 2>&1 | tee "$out/profile.log" || status=1
 }
 
-# ncu over the Hopper GEMM's first forward and first backward launch (Qwen3 gate_up,
-# 8192 tokens): the full section set with per-instruction stall samples, as reports
-# and as text (details page, SASS with samples).
+# ncu over the first launch of each named kernel (default: the Hopper GEMM's forward
+# and backward, Qwen3 gate_up, 8192 tokens): the full section set with per-instruction
+# stall samples, as reports and as text (details page, SASS with samples). NCU_KERNELS:
+# "name=regex" pairs separated by ";", the regex over demangled names, e.g.
+# NCU_KERNELS="project=lora_rows_project_kernel".
 step_ncu() {
-  echo "== ncu (wgmma_gemm_kernel, forward and backward)"
-  local ncu pass
+  local ncu entry name regex
+  local default="wgmma_0=wgmma_gemm_kernel<__nv_bfloat16, .bool.0>;wgmma_1=wgmma_gemm_kernel<__nv_bfloat16, .bool.1>"
   ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-  for pass in 0 1; do  # the kernel's kTransposed, demangled as (bool)0 / (bool)1
+  IFS=';' read -r -a entries <<<"${NCU_KERNELS:-$default}"
+  for entry in "${entries[@]}"; do
+    name=${entry%%=*} regex=${entry#*=}
+    echo "== ncu $name ($regex)"
     MOEQ_LIBRARY="$build/libmoeq.so" PYTHONPATH="$root/bench" timeout 240 "$ncu" --clock-control none \
-      --kernel-name-base demangled --kernel-name "regex:wgmma_gemm_kernel<__nv_bfloat16, .bool.$pass>" \
-      --launch-count 1 --set full --import-source no -f -o "$out/wgmma_$pass" \
-      python3 "$root/bench/kernel_profile.py" --plain ${PROFILE_ARGS:-} >"$out/ncu_$pass.log" 2>&1 || status=1
-    "$ncu" -i "$out/wgmma_$pass.ncu-rep" --page details >"$out/ncu_details_$pass.txt" 2>&1
-    "$ncu" -i "$out/wgmma_$pass.ncu-rep" --page source --print-source sass --csv \
-      >"$out/ncu_sass_$pass.csv" 2>&1
-    tail -3 "$out/ncu_$pass.log"
-    grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|No Eligible|Eligible Warps|L2 Hit|Registers Per" \
-      "$out/ncu_details_$pass.txt" | head -20
+      --kernel-name-base demangled --kernel-name "regex:$regex" \
+      --launch-count 1 --set full --import-source no -f -o "$out/$name" \
+      python3 "$root/bench/kernel_profile.py" --plain ${PROFILE_ARGS:-} >"$out/ncu_$name.log" 2>&1 || status=1
+    "$ncu" -i "$out/$name.ncu-rep" --page details >"$out/ncu_details_$name.txt" 2>&1
+    "$ncu" -i "$out/$name.ncu-rep" --page source --print-source sass --csv \
+      >"$out/ncu_sass_$name.csv" 2>&1
+    tail -3 "$out/ncu_$name.log"
+    grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|Issue Slots Busy|No Eligible|Eligible Warps|Achieved Occupancy|L2 Hit|Registers Per" \
+      "$out/ncu_details_$name.txt" | head -24
   done
 }
 
