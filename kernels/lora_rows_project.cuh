@@ -27,11 +27,11 @@ constexpr int kProjectThreads = 32 * kProjectWarps;
 constexpr int kProjectChunk = 64;  // depth of one mma group: 16 elements for each of a row's 4 threads
 
 // The rows kernel reads Vectors such groups of a row at once (a 128 * Vectors byte
-// segment of each row per step): 256-byte runs of a row measured 6% faster than 128-byte
-// pieces (bench/RESULTS.md, ninth pass). Within a step, thread t holds elements 16 (Vectors t + v) ..
-// + 15 for group v; the factor is staged with group v of thread t at column
-// 16 (4 v + t), so each group's B fragments are read like the 64-deep layout's
-// (one 128-byte run per rank row: no bank conflicts).
+// segment of each row per step): 256-byte runs of a row measured 6% faster than
+// 128-byte pieces (bench/RESULTS.md, ninth pass). Within a step, thread t holds
+// elements 16 (Vectors t + v) .. + 15 for group v; the factor is staged with group v
+// of thread t at column 16 (4 v + t), so each group's B fragments are read like the
+// 64-deep layout's (one 128-byte run per rank row: no bank conflicts).
 template <int Vectors>
 struct ProjectStep {
   static constexpr int kDepth = kProjectChunk * Vectors;
