@@ -45,7 +45,8 @@ void check_case(const SwigluCase& c, uint64_t seed) {
   require_ok(moeq_swiglu(config, in.gate_up.dl(), cpu_out.dl(), nullptr));
   for (int64_t m = 0; m < c.rows; ++m)
     for (int64_t i = 0; i < c.cols; ++i)
-      check_close(out.at({m, i}), cpu_out.at({m, i}), expected_output_at(c, in, m, i), c.dtype, "out vs CPU", m, i, 2.0);
+      check_close(out.at({m, i}), cpu_out.at({m, i}), expected_output_at(c, in, m, i), c.dtype, "out vs CPU", m, i,
+                  2.0);
 
   HostTensor grad = padded_matrix(c.dtype, c.rows, 2 * c.cols, c.row_padding), cpu_grad = grad;
   DeviceTensor grad_device(grad);
@@ -59,8 +60,8 @@ void check_case(const SwigluCase& c, uint64_t seed) {
       Expected gate{}, up{};
       expected_gradient_at(c, in, m, i, &gate, &up);
       const int64_t gate_column = reference_gate_column(c, i), up_column = reference_up_column(c, i);
-      check_close(grad.at({m, gate_column}), cpu_grad.at({m, gate_column}), gate, c.dtype, "grad_gate_up (gate) vs CPU",
-                  m, gate_column, 2.0);
+      check_close(grad.at({m, gate_column}), cpu_grad.at({m, gate_column}), gate, c.dtype,
+                  "grad_gate_up (gate) vs CPU", m, gate_column, 2.0);
       check_close(grad.at({m, up_column}), cpu_grad.at({m, up_column}), up, c.dtype, "grad_gate_up (up) vs CPU", m,
                   up_column, 2.0);
     }

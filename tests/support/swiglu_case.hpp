@@ -70,21 +70,30 @@ inline int64_t reference_up_column(const SwigluCase& c, int64_t i) {
   return c.layout == MOEQ_GATE_UP_INTERLEAVED ? 2 * i + 1 : c.cols + i;
 }
 
-// out = (clamp(up, -limit, limit) + up_offset) * g * sigmoid(alpha g), g = min(gate, limit).
-inline double reference_value(const SwigluCase& c, double gate, double up) {
+// The pieces of the formula in moeq.h for one (gate, up): g = min(gate, limit),
+// u = clamp(up, -limit, limit), s = sigmoid(alpha g).
+struct ReferencePieces {
+  double g, u, s;
+};
+inline ReferencePieces reference_pieces(const SwigluCase& c, double gate, double up) {
   const double limit = c.limit, g = std::min(gate, limit), u = std::max(-limit, std::min(up, limit));
-  return (u + c.up_offset) * g / (1.0 + std::exp(-static_cast<double>(c.alpha) * g));
+  return {g, u, 1.0 / (1.0 + std::exp(-static_cast<double>(c.alpha) * g))};
+}
+
+// out = (u + up_offset) * g * s.
+inline double reference_value(const SwigluCase& c, double gate, double up) {
+  const ReferencePieces r = reference_pieces(c, gate, up);
+  return (r.u + c.up_offset) * r.g * r.s;
 }
 
 // d out / d gate and d out / d up, by the chain rule on reference_value; zero past a
 // clamp bound.
 inline void reference_gradient(const SwigluCase& c, double gate, double up, double grad, double* grad_gate,
                                double* grad_up) {
+  const ReferencePieces r = reference_pieces(c, gate, up);
   const double limit = c.limit, alpha = c.alpha;
-  const double g = std::min(gate, limit), u = std::max(-limit, std::min(up, limit));
-  const double s = 1.0 / (1.0 + std::exp(-alpha * g));
-  *grad_gate = gate > limit ? 0.0 : grad * (u + c.up_offset) * (s + g * alpha * s * (1.0 - s));
-  *grad_up = (up > limit || up < -limit) ? 0.0 : grad * g * s;
+  *grad_gate = gate > limit ? 0.0 : grad * (r.u + c.up_offset) * (r.s + r.g * alpha * r.s * (1.0 - r.s));
+  *grad_up = (up > limit || up < -limit) ? 0.0 : grad * r.g * r.s;
 }
 
 // A reference result and the size of the terms it is computed from: float32
@@ -96,20 +105,23 @@ struct Expected {
   double magnitude;
 };
 
-inline Expected expected_output(const SwigluCase& c, double gate, double up) {
-  const double limit = c.limit, g = std::min(gate, limit), u = std::max(-limit, std::min(up, limit));
-  const double s = 1.0 / (1.0 + std::exp(-static_cast<double>(c.alpha) * g));
-  return {reference_value(c, gate, up), (std::abs(u) + std::abs(c.up_offset)) * std::abs(g) * s};
+// Output i of row m, and the gradients at its gate and up.
+inline Expected expected_output_at(const SwigluCase& c, const SwigluInputs& in, int64_t m, int64_t i) {
+  const double gate = in.gate_up.at({m, reference_gate_column(c, i)});
+  const double up = in.gate_up.at({m, reference_up_column(c, i)});
+  const ReferencePieces r = reference_pieces(c, gate, up);
+  return {reference_value(c, gate, up), (std::abs(r.u) + std::abs(c.up_offset)) * std::abs(r.g) * r.s};
 }
-
-inline void expected_gradient(const SwigluCase& c, double gate, double up, double grad, Expected* grad_gate,
-                              Expected* grad_up) {
+inline void expected_gradient_at(const SwigluCase& c, const SwigluInputs& in, int64_t m, int64_t i,
+                                 Expected* grad_gate, Expected* grad_up) {
+  const double gate = in.gate_up.at({m, reference_gate_column(c, i)});
+  const double up = in.gate_up.at({m, reference_up_column(c, i)});
+  const double grad = in.grad_out.at({m, i});
   reference_gradient(c, gate, up, grad, &grad_gate->value, &grad_up->value);
-  const double limit = c.limit, alpha = c.alpha;
-  const double g = std::min(gate, limit), u = std::max(-limit, std::min(up, limit));
-  const double s = 1.0 / (1.0 + std::exp(-alpha * g));
-  grad_gate->magnitude = std::abs(grad) * (std::abs(u) + std::abs(c.up_offset)) * (s + std::abs(alpha * g) * s * (1 - s));
-  grad_up->magnitude = std::abs(grad * g) * s;
+  const ReferencePieces r = reference_pieces(c, gate, up);
+  grad_gate->magnitude = std::abs(grad) * (std::abs(r.u) + std::abs(c.up_offset)) *
+                         (r.s + std::abs(static_cast<double>(c.alpha) * r.g) * r.s * (1.0 - r.s));
+  grad_up->magnitude = std::abs(grad * r.g) * r.s;
 }
 
 // The rounding of the stored result (half an ulp, relative to it), float32
@@ -125,12 +137,12 @@ inline double swiglu_tolerance(const Expected& e, DLDataType dtype) {
 
 // |actual - expected| within `slack` times the tolerance (2 where two computed results
 // are compared with each other).
-inline void check_close(double actual, double expected, const Expected& reference, DLDataType dtype, const char* what,
-                        int64_t m, int64_t i, double slack = 1.0) {
+inline void check_close(double actual, double expected, const Expected& reference, DLDataType dtype,
+                        const char* what, int64_t m, int64_t i, double slack = 1.0) {
   const double bound = slack * swiglu_tolerance(reference, dtype);
   if (!(std::abs(actual - expected) <= bound)) {
-    INFO(std::string(what) << "[" << m << ", " << i << "] = " << actual << ", expected " << expected << " within " << bound
-              << " (terms of size " << reference.magnitude << ")");
+    INFO(std::string(what) << "[" << m << ", " << i << "] = " << actual << ", expected " << expected
+                           << " within " << bound << " (terms of size " << reference.magnitude << ")");
     CHECK(false);
   }
 }
@@ -139,19 +151,11 @@ inline void check_close(double actual, const Expected& reference, DLDataType dty
   check_close(actual, reference.value, reference, dtype, what, m, i);
 }
 
-inline Expected expected_output_at(const SwigluCase& c, const SwigluInputs& in, int64_t m, int64_t i) {
-  return expected_output(c, in.gate_up.at({m, reference_gate_column(c, i)}), in.gate_up.at({m, reference_up_column(c, i)}));
-}
-inline void expected_gradient_at(const SwigluCase& c, const SwigluInputs& in, int64_t m, int64_t i, Expected* grad_gate,
-                                 Expected* grad_up) {
-  expected_gradient(c, in.gate_up.at({m, reference_gate_column(c, i)}), in.gate_up.at({m, reference_up_column(c, i)}),
-                    in.grad_out.at({m, i}), grad_gate, grad_up);
-}
-
 // The forward output against the reference, and out's row padding still poisoned (NaN).
 inline void check_forward_output(const SwigluCase& c, const SwigluInputs& in, const HostTensor& out) {
   for (int64_t m = 0; m < c.rows; ++m) {
-    for (int64_t i = 0; i < c.cols; ++i) check_close(out.at({m, i}), expected_output_at(c, in, m, i), c.dtype, "out", m, i);
+    for (int64_t i = 0; i < c.cols; ++i)
+      check_close(out.at({m, i}), expected_output_at(c, in, m, i), c.dtype, "out", m, i);
     for (int64_t pad = 0; pad < c.row_padding && m + 1 < c.rows; ++pad)
       CHECK(std::isnan(out.at({m, c.cols + pad})));
   }
