@@ -14,8 +14,7 @@ namespace {
 // The configuration (NULL: SwiGLU over halves) and gate_up: what both passes share.
 SwigluProblem check_swiglu_common(const moeq_swiglu_config* config, const DLTensor* gate_up_arg,
                                   Device* device) {
-  SwigluProblem problem;
-  problem.params.limit = INFINITY;
+  SwigluProblem problem;  // default params: SwiGLU over halves
   if (config != nullptr) {
     expect_struct_size(config->struct_size, sizeof(moeq_swiglu_config), "config");
     if (config->layout != MOEQ_GATE_UP_HALVES && config->layout != MOEQ_GATE_UP_INTERLEAVED)

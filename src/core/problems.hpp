@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 
 namespace moeq {
 
@@ -97,10 +98,11 @@ struct ExpertGemmGradProblem {
   StridedTensor grad_lora_b;    // optional [E, N, r]
 };
 
-// The gated activation's form (moeq_swiglu_config, validated).
+// The gated activation's form (moeq_swiglu_config, validated); the defaults are
+// SwiGLU over halves (a NULL config).
 struct SwigluParams {
   float alpha = 1.0f;
-  float limit = 0.0f;  // +inf: no clamp
+  float limit = std::numeric_limits<float>::infinity();  // no clamp
   float up_offset = 0.0f;
   bool interleaved = false;
 };
