@@ -66,10 +66,10 @@ struct WgmmaGemmSmem {
   // Each stage's absmax, one row per tile row (feature for W stored [E, N, K], depth
   // for [E, K, N]: see StageChunks). Plain absmax whose rows are whole 16-byte units
   // come by TMA with the stage: per row the 16-byte unit (four blocks) holding the
-  // stage's first block ([row][4]; a box starting mid-unit faults). Otherwise (nested, or rows not 16-byte multiples) the copy
-  // warps gather each 32-element chunk's ([row][chunks per row]): plain, its absmax;
-  // nested, its nested absmax and the 4-byte word holding its absmax code, decoded
-  // by the consumers. Those 4-byte gathers were the producer's main work: without
+  // stage's first block ([row][4]; a box starting mid-unit faults). Otherwise
+  // (nested, or rows not 16-byte multiples) the copy warps gather each 32-element
+  // chunk's ([row][chunks per row]): plain, its absmax; nested, its nested absmax
+  // and the 4-byte word holding its absmax code, decoded by the consumers. Those 4-byte gathers were the producer's main work: without
   // them the Qwen3 gate_up forward ran 18% faster (bench/RESULTS.md, eighth pass).
   float absmax[kWgmmaStages][kWgmmaFeatures * kWgmmaAbsmaxPerRow];
   uint32_t codes[kWgmmaStages][kWgmmaFeatures * kWgmmaDepth / kChunkElements];
