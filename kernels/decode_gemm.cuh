@@ -69,17 +69,22 @@ struct PairTable {
 // This lane's copy in a PairTable: byte offset (lane % 16) * 8, below the entries' b * 128.
 __device__ __forceinline__ uint32_t pair_lane_bits() { return threadIdx.x % 16 * 8; }
 
+// (code[high nibble], code[low nibble]) of byte `byte` (0..3) of `word`: the byte
+// lands at bits 7..14 (its entry's offset) by one shift, and one and-or adds the
+// lane's copy.
+__device__ __forceinline__ float2 table_pair(uint32_t word, int byte, const PairTable& table, uint32_t lane_bits) {
+  const int shift = 8 * byte - 7;
+  const uint32_t offset = ((shift >= 0 ? word >> shift : word << -shift) & 0x7f80u) | lane_bits;
+  return *reinterpret_cast<const float2*>(reinterpret_cast<const uint8_t*>(table.pair) + offset);
+}
+
 // The bf16/f16 pair (code[high nibble] * absmax, code[low nibble] * absmax) of byte
 // `byte` (0..15) of a weight vector: the high nibble is the earlier depth, the low
-// half of the register. The byte lands at bits 7..14 (its entry's offset) by one
-// shift, and one and-or adds the lane's copy.
+// half of the register.
 template <class Element>
 __device__ __forceinline__ uint32_t weight_pair(const uint4& vector, int byte, float absmax, const PairTable& table,
                                                 uint32_t lane_bits) {
-  const uint32_t word = word_of(vector, byte / 4);
-  const int shift = 8 * (byte % 4) - 7;
-  const uint32_t offset = ((shift >= 0 ? word >> shift : word << -shift) & 0x7f80u) | lane_bits;
-  const float2 codes = *reinterpret_cast<const float2*>(reinterpret_cast<const uint8_t*>(table.pair) + offset);
+  const float2 codes = table_pair(word_of(vector, byte / 4), byte % 4, table, lane_bits);
   return round_pair<Element>(codes.x * absmax, codes.y * absmax);
 }
 

@@ -45,10 +45,7 @@ __device__ __forceinline__ uint32_t x_pair(const Activation* row, int64_t depth,
 // (code[high nibble], code[low nibble]) of byte `byte` of `v`: feature 2i's and
 // 2i + 1's code values, one PairTable load for both.
 __device__ __forceinline__ float2 code_pair(const uint2& v, int byte, const PairTable& table, uint32_t lane_bits) {
-  const uint32_t word = byte < 4 ? v.x : v.y;
-  const int shift = 8 * (byte % 4) - 7;
-  const uint32_t offset = ((shift >= 0 ? word >> shift : word << -shift) & 0x7f80u) | lane_bits;
-  return *reinterpret_cast<const float2*>(reinterpret_cast<const uint8_t*>(table.pair) + offset);
+  return table_pair(byte < 4 ? v.x : v.y, byte % 4, table, lane_bits);
 }
 
 template <class Activation, bool kLora, bool kNested, int kRowGroups>
