@@ -206,6 +206,32 @@ __device__ __forceinline__ float decode_absmax(const QuantWeightView& w, int64_t
   return __fadd_rn(scaled, __ldg(w.nested_offset));
 }
 
+// The lane's weight columns (2i + h: m16 tile i, row g + 8h of it) as the flat element
+// offset of their depth 0 (a column past N reads column 0's, with absmax 0: finite
+// codes times 0 make zeros without a branch), and its token rows g + 8 group from
+// element `row_offset` on (the row tile's first row past row_end).
+template <class Activation, int kRowGroups>
+__device__ __forceinline__ void decode_lanes(const RowsGemmParams& p, int32_t expert, int64_t row0, int64_t row_end,
+                                             int64_t warp_col0, int row_offset, int64_t (&column_flat)[4],
+                                             bool (&column_valid)[4], const Activation* (&x_row)[kRowGroups],
+                                             bool (&row_valid)[kRowGroups]) {
+  const int g = threadIdx.x % 32 / 4;
+  const QuantWeightView& w = p.weight;
+#pragma unroll
+  for (int c = 0; c < 4; ++c) {
+    const int64_t col = warp_col0 + 16 * (c / 2) + 8 * (c % 2) + g;
+    column_valid[c] = col < w.dim1;
+    column_flat[c] = (expert * w.dim1 + (column_valid[c] ? col : 0)) * w.dim2;
+  }
+#pragma unroll
+  for (int group = 0; group < kRowGroups; ++group) {
+    const int64_t row = row0 + g + 8 * group;
+    row_valid[group] = row < row_end;
+    x_row[group] =
+        static_cast<const Activation*>(p.rows.data) + (row_valid[group] ? row : row0) * p.rows.ld + row_offset;
+  }
+}
+
 template <class Activation, bool kLora, bool kNested, int kRowGroups>
 __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const SplitPartials& split,
                                             const PairTable& table, int32_t expert, int64_t row0,
@@ -219,25 +245,13 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const Split
       static_cast<int64_t>(blockIdx.y) * kDecodeCols + threadIdx.x / 32 * kDecodeWarpCols;
   const QuantWeightView& w = p.weight;  // [E, N, K]: dim1 = N, dim2 = K = depth
 
-  // This lane's weight columns (2i + h: m16 tile i, row g + 8h of it): their packed
-  // bytes and their first absmax block (a column past N reads column 0's, with absmax
-  // 0: finite codes times 0 make zeros without a branch), and its token rows g + 8 * group.
-  int64_t column_flat[4];  // flat element offset of the column's depth 0
+  // This lane's weight columns and token rows (DecodeLanes), its slice of a macro
+  // step 32 t deep.
+  int64_t column_flat[4];
   bool column_valid[4];
-#pragma unroll
-  for (int c = 0; c < 4; ++c) {
-    const int64_t col = warp_col0 + 16 * (c / 2) + 8 * (c % 2) + g;
-    column_valid[c] = col < w.dim1;
-    column_flat[c] = (expert * w.dim1 + (column_valid[c] ? col : 0)) * w.dim2;
-  }
   const Activation* x_row[kRowGroups];
   bool row_valid[kRowGroups];
-#pragma unroll
-  for (int group = 0; group < kRowGroups; ++group) {
-    const int64_t row = row0 + g + 8 * group;
-    row_valid[group] = row < row_end;
-    x_row[group] = static_cast<const Activation*>(p.rows.data) + (row_valid[group] ? row : row0) * p.rows.ld + 32 * t;
-  }
+  decode_lanes(p, expert, row0, row_end, warp_col0, 32 * t, column_flat, column_valid, x_row, row_valid);
 
   float acc[2][kRowGroups][4] = {};  // [m16 tile][n8 tile][fragment]
   const int64_t depth_begin = blockIdx.z * split.split_depth;
@@ -324,22 +338,11 @@ __device__ __forceinline__ void decode_tile_deferred(const RowsGemmParams& p, co
       static_cast<int64_t>(blockIdx.y) * kDecodeCols + threadIdx.x / 32 * kDecodeWarpCols;
   const QuantWeightView& w = p.weight;  // [E, N, K]: dim1 = N, dim2 = K = depth
 
-  int64_t column_flat[4];  // as decode_tile: column 2i + h is row g + 8h of m16 tile i
+  int64_t column_flat[4];
   bool column_valid[4];
-#pragma unroll
-  for (int c = 0; c < 4; ++c) {
-    const int64_t col = warp_col0 + 16 * (c / 2) + 8 * (c % 2) + g;
-    column_valid[c] = col < w.dim1;
-    column_flat[c] = (expert * w.dim1 + (column_valid[c] ? col : 0)) * w.dim2;
-  }
   const Activation* x_row[kRowGroups];
   bool row_valid[kRowGroups];
-#pragma unroll
-  for (int group = 0; group < kRowGroups; ++group) {
-    const int64_t row = row0 + g + 8 * group;
-    row_valid[group] = row < row_end;
-    x_row[group] = static_cast<const Activation*>(p.rows.data) + (row_valid[group] ? row : row0) * p.rows.ld + 16 * t;
-  }
+  decode_lanes(p, expert, row0, row_end, warp_col0, 16 * t, column_flat, column_valid, x_row, row_valid);
 
   struct HalfLoads {
     uint2 weight[4];
