@@ -71,9 +71,12 @@ void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemm
     if (b_transposed) {
       if (params.rank > 0) launch(decode_gemm_transposed_kernel<Activation, true>);
       else launch(decode_gemm_transposed_kernel<Activation, false>);
+    } else if (params.weight.blocksize_log2 >= 6) {  // blocks of >= 64: the scale applied to sums
+      if (params.rank > 0) launch(decode_gemm_kernel<Activation, true, true>);
+      else launch(decode_gemm_kernel<Activation, false, true>);
     } else {
-      if (params.rank > 0) launch(decode_gemm_kernel<Activation, true>);
-      else launch(decode_gemm_kernel<Activation, false>);
+      if (params.rank > 0) launch(decode_gemm_kernel<Activation, true, false>);
+      else launch(decode_gemm_kernel<Activation, false, false>);
     }
   };
   if (activation == ScalarType::Float16) launch_for(Float16Bits{});
