@@ -64,6 +64,12 @@ void launch_chained(void (*kernel)(Params...), dim3 grid, dim3 block, size_t sha
   if (device_chains_launches()) {
     config.attrs = &chained;
     config.numAttrs = 1;
+    // Where the stream or the driver refuses the chain, the plain launch in stream order
+    // (a configuration error fails again below, with its own message).
+    if (cudaLaunchKernelEx(&config, kernel, args...) == cudaSuccess) return;
+    cudaGetLastError();
+    config.attrs = nullptr;
+    config.numAttrs = 0;
   }
   check_cuda(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...), kernel_name);
 }
