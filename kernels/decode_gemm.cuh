@@ -11,6 +11,7 @@
 // other calls take the row-tiled kernel.
 #pragma once
 
+#include "chained_launch.cuh"
 #include "dequant_tile.cuh"
 #include "expert_rows_gemm.cuh"
 #include "mma_sync.cuh"
@@ -431,6 +432,7 @@ template <class Activation, bool kLora, bool kDeferredScale>
 __global__ void __launch_bounds__(kDecodeThreads, 4)
     decode_gemm_kernel(const RowsGemmParams p, const SplitPartials split) {
   static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
+  enter_chained_kernel();
   using Element = typename OperandOf<Activation>::Element;
   // Constant shared addresses, so each lookup is one LDS at [offset + constant].
   __shared__ float code[16];
