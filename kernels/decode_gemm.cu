@@ -63,17 +63,20 @@ void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemm
   const int64_t splits = ceil_div(params.depth, split_depth);
   const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(col_tiles), static_cast<unsigned>(splits));
   const auto launch = [&](auto kernel) {
-    kernel<<<grid, kDecodeThreads, 0, stream>>>(params, split);
-    check_launch(b_transposed ? "decode_gemm_transposed_kernel" : "decode_gemm_kernel");
+    launch_chained(kernel, grid, kDecodeThreads, 0, stream,
+                   b_transposed ? "decode_gemm_transposed_kernel" : "decode_gemm_kernel", params, split);
   };
   const auto launch_for = [&](auto tag) {
     using Activation = decltype(tag);
     if (b_transposed) {
       if (params.rank > 0) launch(decode_gemm_transposed_kernel<Activation, true>);
       else launch(decode_gemm_transposed_kernel<Activation, false>);
+    } else if (params.weight.blocksize_log2 >= 6) {  // blocks of >= 64: the scale applied to sums
+      if (params.rank > 0) launch(decode_gemm_kernel<Activation, true, true>);
+      else launch(decode_gemm_kernel<Activation, false, true>);
     } else {
-      if (params.rank > 0) launch(decode_gemm_kernel<Activation, true>);
-      else launch(decode_gemm_kernel<Activation, false>);
+      if (params.rank > 0) launch(decode_gemm_kernel<Activation, true, false>);
+      else launch(decode_gemm_kernel<Activation, false, false>);
     }
   };
   if (activation == ScalarType::Float16) launch_for(Float16Bits{});

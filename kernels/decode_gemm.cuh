@@ -11,6 +11,7 @@
 // other calls take the row-tiled kernel.
 #pragma once
 
+#include "chained_launch.cuh"
 #include "dequant_tile.cuh"
 #include "expert_rows_gemm.cuh"
 #include "mma_sync.cuh"
@@ -86,6 +87,35 @@ __device__ __forceinline__ uint32_t weight_pair(const uint4& vector, int byte, f
                                                 uint32_t lane_bits) {
   const float2 codes = table_pair(word_of(vector, byte / 4), byte % 4, table, lane_bits);
   return round_pair<Element>(codes.x * absmax, codes.y * absmax);
+}
+
+// The deferred-scale form (blocksize >= 64, decode_tile_deferred): the code table by
+// packed byte as operand pairs, entry b = (code[b >> 4], code[b & 15]) rounded to the
+// operand type with the earlier depth in the low half, so one 4-byte load is the mma
+// register: no multiply and no conversion per value. 32 copies side by side (lane l
+// reads copy l): a warp's 32 loads hit 32 banks. Entries are 128 bytes apart, as
+// PairTable's, so the same shift finds them. 32 KB per block.
+template <class Element>
+struct OperandPairTable {
+  uint32_t pair[256][32];
+
+  __device__ __forceinline__ void fill(const float (&code)[16]) {
+    for (int index = threadIdx.x; index < 256 * 32; index += blockDim.x)
+      pair[index / 32][index % 32] = round_pair<Element>(code[index / 32 >> 4], code[index / 32 & 15]);
+  }
+};
+
+// This lane's copy in an OperandPairTable: byte offset lane * 4, below the entries' b * 128.
+__device__ __forceinline__ uint32_t operand_pair_lane_bits() { return threadIdx.x % 32 * 4; }
+
+// The unscaled operand pair of byte `byte` (0..7) of an 8-byte weight piece.
+template <class Element>
+__device__ __forceinline__ uint32_t code_pair(const uint2& piece, int byte, const OperandPairTable<Element>& table,
+                                              uint32_t lane_bits) {
+  const uint32_t word = byte < 4 ? piece.x : piece.y;
+  const int shift = 8 * (byte % 4) - 7;
+  const uint32_t offset = ((shift >= 0 ? word >> shift : word << -shift) & 0x7f80u) | lane_bits;
+  return *reinterpret_cast<const uint32_t*>(reinterpret_cast<const uint8_t*>(table.pair) + offset);
 }
 
 // LoRA's + s (x A^T) B^T in the decode kernels, through the same accumulators:
@@ -182,6 +212,32 @@ __device__ __forceinline__ float decode_absmax(const QuantWeightView& w, int64_t
   return __fadd_rn(scaled, __ldg(w.nested_offset));
 }
 
+// The lane's weight columns (2i + h: m16 tile i, row g + 8h of it) as the flat element
+// offset of their depth 0 (a column past N reads column 0's, with absmax 0: finite
+// codes times 0 make zeros without a branch), and its token rows g + 8 group from
+// element `row_offset` on (the row tile's first row past row_end).
+template <class Activation, int kRowGroups>
+__device__ __forceinline__ void decode_lanes(const RowsGemmParams& p, int32_t expert, int64_t row0, int64_t row_end,
+                                             int64_t warp_col0, int row_offset, int64_t (&column_flat)[4],
+                                             bool (&column_valid)[4], const Activation* (&x_row)[kRowGroups],
+                                             bool (&row_valid)[kRowGroups]) {
+  const int g = threadIdx.x % 32 / 4;
+  const QuantWeightView& w = p.weight;
+#pragma unroll
+  for (int c = 0; c < 4; ++c) {
+    const int64_t col = warp_col0 + 16 * (c / 2) + 8 * (c % 2) + g;
+    column_valid[c] = col < w.dim1;
+    column_flat[c] = (expert * w.dim1 + (column_valid[c] ? col : 0)) * w.dim2;
+  }
+#pragma unroll
+  for (int group = 0; group < kRowGroups; ++group) {
+    const int64_t row = row0 + g + 8 * group;
+    row_valid[group] = row < row_end;
+    x_row[group] =
+        static_cast<const Activation*>(p.rows.data) + (row_valid[group] ? row : row0) * p.rows.ld + row_offset;
+  }
+}
+
 template <class Activation, bool kLora, bool kNested, int kRowGroups>
 __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const SplitPartials& split,
                                             const PairTable& table, int32_t expert, int64_t row0,
@@ -195,25 +251,13 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const Split
       static_cast<int64_t>(blockIdx.y) * kDecodeCols + threadIdx.x / 32 * kDecodeWarpCols;
   const QuantWeightView& w = p.weight;  // [E, N, K]: dim1 = N, dim2 = K = depth
 
-  // This lane's weight columns (2i + h: m16 tile i, row g + 8h of it): their packed
-  // bytes and their first absmax block (a column past N reads column 0's, with absmax
-  // 0: finite codes times 0 make zeros without a branch), and its token rows g + 8 * group.
-  int64_t column_flat[4];  // flat element offset of the column's depth 0
+  // This lane's weight columns and token rows (DecodeLanes), its slice of a macro
+  // step 32 t deep.
+  int64_t column_flat[4];
   bool column_valid[4];
-#pragma unroll
-  for (int c = 0; c < 4; ++c) {
-    const int64_t col = warp_col0 + 16 * (c / 2) + 8 * (c % 2) + g;
-    column_valid[c] = col < w.dim1;
-    column_flat[c] = (expert * w.dim1 + (column_valid[c] ? col : 0)) * w.dim2;
-  }
   const Activation* x_row[kRowGroups];
   bool row_valid[kRowGroups];
-#pragma unroll
-  for (int group = 0; group < kRowGroups; ++group) {
-    const int64_t row = row0 + g + 8 * group;
-    row_valid[group] = row < row_end;
-    x_row[group] = static_cast<const Activation*>(p.rows.data) + (row_valid[group] ? row : row0) * p.rows.ld + 32 * t;
-  }
+  decode_lanes(p, expert, row0, row_end, warp_col0, 32 * t, column_flat, column_valid, x_row, row_valid);
 
   float acc[2][kRowGroups][4] = {};  // [m16 tile][n8 tile][fragment]
   const int64_t depth_begin = blockIdx.z * split.split_depth;
@@ -273,23 +317,144 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const Split
                               [&](int i, int half) { return warp_col0 + 16 * i + g + 8 * half; }, acc);
 }
 
+// decode_tile with the scale applied to sums instead of to each weight (blocksize >=
+// 64): a macro step is two 64-deep halves, each inside one absmax block, and lane t
+// holds depths 64h + 16t .. + 15 of half h (an 8-byte piece of each weight column, 32
+// bytes of each token row), so the four lanes of each k16 step read one block. The
+// unscaled codes (OperandPairTable) go into the mma; each half's four k16 steps sum
+// into `part`, which joins the accumulators times the columns' absmax. Per weight
+// value that saves the multiply and the conversion of weight_pair: about a third of
+// the instructions of a kernel bound by their issue. The products are of the codes
+// rounded to the operand type, then scaled in float32 (weight_pair rounds the scaled
+// value instead): the same relative error.
+// One macro step of loads in flight (decode_tile keeps two): with its extra absmax and
+// partial sums, two spilled more than decode_tile at 4 blocks per SM (ptxas -v).
+constexpr int kDeferredMacroInFlight = 1;
+
+template <class Activation, bool kLora, bool kNested, int kRowGroups>
+__device__ __forceinline__ void decode_tile_deferred(const RowsGemmParams& p, const SplitPartials& split,
+                                                     const OperandPairTable<typename OperandOf<Activation>::Element>& table,
+                                                     int32_t expert, int64_t row0, int64_t row_end) {
+  using Element = typename OperandOf<Activation>::Element;
+  const int lane = threadIdx.x % 32;
+  const int g = lane / 4;
+  const int t = lane % 4;
+  const uint32_t lane_bits = operand_pair_lane_bits();
+  const int64_t warp_col0 =
+      static_cast<int64_t>(blockIdx.y) * kDecodeCols + threadIdx.x / 32 * kDecodeWarpCols;
+  const QuantWeightView& w = p.weight;  // [E, N, K]: dim1 = N, dim2 = K = depth
+
+  int64_t column_flat[4];
+  bool column_valid[4];
+  const Activation* x_row[kRowGroups];
+  bool row_valid[kRowGroups];
+  decode_lanes(p, expert, row0, row_end, warp_col0, 16 * t, column_flat, column_valid, x_row, row_valid);
+
+  struct HalfLoads {
+    uint2 weight[4];
+    float absmax[4];
+    uint4 x[kRowGroups][2];
+  };
+  float acc[2][kRowGroups][4] = {};
+  const int64_t depth_begin = blockIdx.z * split.split_depth;
+  const int64_t depth_end = std::min(p.depth, depth_begin + split.split_depth);
+  const int64_t macro_steps = (depth_end + kDecodeMacroDepth - 1) / kDecodeMacroDepth;
+  for (int64_t macro0 = depth_begin / kDecodeMacroDepth; macro0 < macro_steps; macro0 += kDeferredMacroInFlight) {
+    HalfLoads loads[kDeferredMacroInFlight][2];
+#pragma unroll
+    for (int u = 0; u < kDeferredMacroInFlight; ++u)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int64_t half0 = (macro0 + u) * kDecodeMacroDepth + 64 * h;
+        // K is whole blocks of >= 64, so a half is all in or all out.
+        const bool present = macro0 + u < macro_steps && half0 < depth_end;
+        // The half's first depth, or the column's first when absent (absmax 0 then).
+        const int64_t base = present ? half0 : 0;
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const int64_t flat = column_flat[c] + base;
+          loads[u][h].weight[c] = __ldg(reinterpret_cast<const uint2*>(w.packed + (flat + 16 * t) / 2));
+          const float absmax = decode_absmax<kNested>(w, flat >> w.blocksize_log2);
+          loads[u][h].absmax[c] = present && column_valid[c] ? absmax : 0.0f;
+        }
+#pragma unroll
+        for (int group = 0; group < kRowGroups; ++group)
+#pragma unroll
+          for (int v = 0; v < 2; ++v)
+            loads[u][h].x[group][v] = present && row_valid[group]
+                                          ? __ldg(reinterpret_cast<const uint4*>(x_row[group] + half0) + v)
+                                          : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+    for (int u = 0; u < kDeferredMacroInFlight; ++u)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const HalfLoads& half = loads[u][h];
+        float part[2][kRowGroups][4] = {};
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+          uint32_t b[kRowGroups][2];
+#pragma unroll
+          for (int group = 0; group < kRowGroups; ++group) {
+            // Words 2s and 2s + 1 of the row's 32-byte slice: vector s / 2, words 2 (s % 2) ..
+            b[group][0] = word_of(half.x[group][s / 2], 2 * (s % 2));
+            b[group][1] = word_of(half.x[group][s / 2], 2 * (s % 2) + 1);
+          }
+#pragma unroll
+          for (int i = 0; i < 2; ++i) {
+            const uint32_t a[4] = {code_pair(half.weight[2 * i], 2 * s, table, lane_bits),
+                                   code_pair(half.weight[2 * i + 1], 2 * s, table, lane_bits),
+                                   code_pair(half.weight[2 * i], 2 * s + 1, table, lane_bits),
+                                   code_pair(half.weight[2 * i + 1], 2 * s + 1, table, lane_bits)};
+#pragma unroll
+            for (int group = 0; group < kRowGroups; ++group) mma_m16n8k16<Element>(part[i][group], a, b[group]);
+          }
+        }
+        // part[i][group][q] belongs to column 2i + q / 2 (row g or g + 8 of tile i).
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+          for (int group = 0; group < kRowGroups; ++group)
+#pragma unroll
+            for (int q = 0; q < 4; ++q)
+              acc[i][group][q] = fmaf(part[i][group][q], half.absmax[2 * i + q / 2], acc[i][group][q]);
+      }
+  }
+
+  finish_tile<Element, kLora>(p, split, expert, row0, row_end, row_valid,
+                              [&](int i, int half) { return warp_col0 + 16 * i + g + 8 * half; }, acc);
+}
+
 }  // namespace decode_detail
 
-template <class Activation, bool kLora>
-__global__ void __launch_bounds__(kDecodeThreads, 4) decode_gemm_kernel(const RowsGemmParams p,
-                                                                        const SplitPartials split) {
+// kDeferredScale: decode_tile_deferred (blocksize >= 64, chosen at launch), else decode_tile.
+template <class Activation, bool kLora, bool kDeferredScale>
+__global__ void __launch_bounds__(kDecodeThreads, 4)
+    decode_gemm_kernel(const RowsGemmParams p, const SplitPartials split) {
   static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
+  enter_chained_kernel();
+  using Element = typename OperandOf<Activation>::Element;
   // Constant shared addresses, so each lookup is one LDS at [offset + constant].
   __shared__ float code[16];
-  __shared__ decode_detail::PairTable table;
+  __shared__ std::conditional_t<kDeferredScale, decode_detail::OperandPairTable<Element>, decode_detail::PairTable>
+      table;
   decode_detail::decode_block(p, code, [&](auto groups, int32_t expert, int64_t row0, int64_t row_end) {
     table.fill(code);
     __syncthreads();
     constexpr int kRowGroups = decltype(groups)::value;
-    if (p.weight.nested)
-      decode_detail::decode_tile<Activation, kLora, true, kRowGroups>(p, split, table, expert, row0, row_end);
-    else
-      decode_detail::decode_tile<Activation, kLora, false, kRowGroups>(p, split, table, expert, row0, row_end);
+    if constexpr (kDeferredScale) {
+      if (p.weight.nested)
+        decode_detail::decode_tile_deferred<Activation, kLora, true, kRowGroups>(p, split, table, expert, row0,
+                                                                                 row_end);
+      else
+        decode_detail::decode_tile_deferred<Activation, kLora, false, kRowGroups>(p, split, table, expert, row0,
+                                                                                  row_end);
+    } else {
+      if (p.weight.nested)
+        decode_detail::decode_tile<Activation, kLora, true, kRowGroups>(p, split, table, expert, row0, row_end);
+      else
+        decode_detail::decode_tile<Activation, kLora, false, kRowGroups>(p, split, table, expert, row0, row_end);
+    }
   });
 }
 

@@ -138,6 +138,7 @@ template <class Activation, bool kLora>
 __global__ void __launch_bounds__(kDecodeThreads, 3) decode_gemm_transposed_kernel(const RowsGemmParams p,
                                                                                    const SplitPartials split) {
   static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
+  enter_chained_kernel();
   // Constant shared addresses: one LDS per lookup at [offset + constant].
   __shared__ float code[16];
   __shared__ decode_detail::PairTable table;

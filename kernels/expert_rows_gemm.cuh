@@ -5,6 +5,7 @@
 // dX = dY W + s (dY B) A, and the projections x A^T and dY B.
 #pragma once
 
+#include "chained_launch.cuh"
 #include "cuda_check.cuh"
 #include "depth_loop.cuh"
 #include "dequant_pipeline.cuh"
@@ -89,6 +90,7 @@ struct RowsGemmTypes {
 template <class Activation, class Shape, bool kQuantized, bool kBTransposed, bool kLora>
 __global__ void __launch_bounds__(Shape::kThreads, OperandOf<Activation>::kTerms == 1 ? Shape::kMinBlocks : 1)
 rows_gemm_kernel(const RowsGemmParams p) {
+  enter_chained_kernel();
   using Types = RowsGemmTypes<Activation, Shape, kQuantized, kBTransposed>;
   using Accumulator = typename Types::Accumulator;
   using Smem = typename Types::Smem;
@@ -179,9 +181,8 @@ void launch_rows_gemm(const RowsGemmParams& params, int64_t row_tiles, cudaStrea
   using Smem = typename RowsGemmTypes<Activation, Shape, kQuantized, kBTransposed>::Smem;
   constexpr auto kernel = rows_gemm_kernel<Activation, Shape, kQuantized, kBTransposed, kLora>;
   allow_dynamic_smem<kernel>(sizeof(Smem));
-  kernel<<<dim3(static_cast<unsigned>(row_tiles), static_cast<unsigned>(col_tiles)), Shape::kThreads,
-           sizeof(Smem), stream>>>(params);
-  check_launch("rows_gemm_kernel");
+  launch_chained(kernel, dim3(static_cast<unsigned>(row_tiles), static_cast<unsigned>(col_tiles)), Shape::kThreads,
+                 sizeof(Smem), stream, "rows_gemm_kernel", params);
 }
 
 }  // namespace moeq::cuda

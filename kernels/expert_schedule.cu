@@ -1,4 +1,5 @@
 // Builds the (expert, row tile) schedule from group_end on the device (one block).
+#include "chained_launch.cuh"
 #include "cuda_check.cuh"
 #include "expert_schedule.cuh"
 
@@ -16,6 +17,7 @@ struct MaxOp {
 __global__ void __launch_bounds__(kScheduleThreads)
 expert_schedule_kernel(const void* group_end, bool group_end_is_int64, int64_t rows, int row_tile,
                        ExpertSchedule schedule) {
+  enter_chained_kernel();
   using Scan = cub::BlockScan<int32_t, kScheduleThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
   __shared__ int32_t chunk_end[kScheduleThreads];
@@ -63,9 +65,8 @@ expert_schedule_kernel(const void* group_end, bool group_end_is_int64, int64_t r
 
 void launch_expert_schedule(const void* group_end, bool group_end_is_int64, int64_t rows,
                             const ExpertSchedule& schedule, cudaStream_t stream) {
-  expert_schedule_kernel<<<1, kScheduleThreads, 0, stream>>>(group_end, group_end_is_int64, rows,
-                                                             schedule.row_tile, schedule);
-  check_launch("expert_schedule_kernel");
+  launch_chained(expert_schedule_kernel, 1, kScheduleThreads, 0, stream, "expert_schedule_kernel", group_end,
+                 group_end_is_int64, rows, schedule.row_tile, schedule);
 }
 
 }  // namespace moeq::cuda

@@ -15,11 +15,10 @@ void launch_for(const LoraGradParams& params, cudaStream_t stream) {
   const int64_t row_tiles = (params.out_rows + Shape::kRows - 1) / Shape::kRows;
   const int64_t col_tiles = (params.out_cols + Shape::kCols - 1) / Shape::kCols;
   if (row_tiles == 0 || col_tiles == 0) return;
-  lora_grad_kernel<Activation, Shape, kLeftStrided, !kLeftStrided>
-      <<<dim3(static_cast<unsigned>(params.schedule.experts), static_cast<unsigned>(row_tiles),
-              static_cast<unsigned>(col_tiles)),
-         Shape::kThreads, 0, stream>>>(params);
-  check_launch("lora_grad_kernel");
+  launch_chained(lora_grad_kernel<Activation, Shape, kLeftStrided, !kLeftStrided>,
+                 dim3(static_cast<unsigned>(params.schedule.experts), static_cast<unsigned>(row_tiles),
+                      static_cast<unsigned>(col_tiles)),
+                 Shape::kThreads, 0, stream, "lora_grad_kernel", params);
 }
 
 }  // namespace

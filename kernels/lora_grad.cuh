@@ -5,6 +5,7 @@
 // bits on every run; an expert without rows gets zeros.
 #pragma once
 
+#include "chained_launch.cuh"
 #include "depth_loop.cuh"
 #include "expert_schedule.cuh"
 #include "mma_sync.cuh"
@@ -56,6 +57,7 @@ struct RowMajorLoader<Activation, Tile, Threads, true> {
 
 template <class Activation, class Shape, bool kLeftStrided, bool kRightStrided>
 __global__ void __launch_bounds__(Shape::kThreads) lora_grad_kernel(const LoraGradParams p) {
+  enter_chained_kernel();
   using Accumulator = BlockAccumulator<Shape, OperandOf<Activation>, true, true>;
   using ATile = typename Accumulator::ATile;
   using BTile = typename Accumulator::BTile;

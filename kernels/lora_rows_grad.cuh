@@ -12,6 +12,7 @@
 // an expert without rows writes zeros.
 #pragma once
 
+#include "chained_launch.cuh"
 #include "dequant_pipeline.cuh"
 #include "lora_grad.cuh"
 #include "lora_rows_project.cuh"
@@ -80,6 +81,7 @@ struct GradSkinnyShare {
 // right one (dA: out (expert, j, d)).
 template <class Activation, int RankPad, bool kWideLeft>
 __global__ void __launch_bounds__(kGradThreads, RankPad <= 32 ? 4 : 2) lora_rows_grad_kernel(const LoraGradParams p) {
+  enter_chained_kernel();
   using Element = typename OperandOf<Activation>::Element;
   using Smem = SkinnyGradSmem<Element, RankPad>;
   constexpr int kRankTiles = RankPad / 8;
@@ -198,8 +200,7 @@ void launch_lora_rows_grad_for(const LoraGradParams& params, int64_t width, cuda
   allow_dynamic_smem<kernel>(sizeof(Smem));
   const dim3 grid(static_cast<unsigned>((width + kGradWidth - 1) / kGradWidth),
                   static_cast<unsigned>(params.schedule.experts));
-  kernel<<<grid, kGradThreads, sizeof(Smem), stream>>>(params);
-  check_launch("lora_rows_grad_kernel");
+  launch_chained(kernel, grid, kGradThreads, sizeof(Smem), stream, "lora_rows_grad_kernel", params);
 }
 
 template <class Activation, bool kWideLeft>

@@ -12,6 +12,7 @@
 // its B fragments for rank column g with the same layout as two 16-byte loads.
 #pragma once
 
+#include "chained_launch.cuh"
 #include "expert_rows_gemm.cuh"
 #include "row_vectors.cuh"
 
@@ -126,6 +127,7 @@ __device__ __forceinline__ void project_step(float (&acc)[RankTiles][4], const u
 // at full bandwidth (~32 KiB per SM on an H200).
 template <class Activation, int RankPad, int Vectors, int Stages, int MinBlocks>
 __global__ void __launch_bounds__(kProjectThreads, MinBlocks) lora_rows_project_kernel(const RowsGemmParams p) {
+  enter_chained_kernel();
   using Element = typename OperandOf<Activation>::Element;
   using Step = ProjectStep<Vectors>;
   constexpr int kRankTiles = RankPad / 8;
@@ -209,13 +211,15 @@ void launch_lora_rows_project(const RowsGemmParams& params, int64_t row_tiles, c
   // Rank 16 reads 256-byte row segments a step; wider ranks hold more accumulators
   // and factor values: 128-byte segments, or one block per SM with the whole
   // register file (no spills on sm_90a: cuobjdump -res-usage).
+  const auto launch = [&](auto kernel) {
+    launch_chained(kernel, grid, kProjectThreads, 0, stream, "lora_rows_project_kernel", params);
+  };
   if (params.cols <= 16)
-    lora_rows_project_kernel<Activation, 16, 2, 2, 2><<<grid, kProjectThreads, 0, stream>>>(params);
+    launch(lora_rows_project_kernel<Activation, 16, 2, 2, 2>);
   else if (params.cols <= 32)
-    lora_rows_project_kernel<Activation, 32, 1, 3, 2><<<grid, kProjectThreads, 0, stream>>>(params);
+    launch(lora_rows_project_kernel<Activation, 32, 1, 3, 2>);
   else
-    lora_rows_project_kernel<Activation, 64, 1, 4, 1><<<grid, kProjectThreads, 0, stream>>>(params);
-  check_launch("lora_rows_project_kernel");
+    launch(lora_rows_project_kernel<Activation, 64, 1, 4, 1>);
 }
 
 }  // namespace moeq::cuda

@@ -11,6 +11,7 @@
 // both operands share one depth permutation and come straight from global memory.
 #pragma once
 
+#include "chained_launch.cuh"
 #include "lora_rows_project.cuh"
 #include "split_partials.cuh"
 
@@ -61,6 +62,7 @@ __device__ __forceinline__ void factor_slice(const StridedView& factor, int64_t 
 template <class Activation, int RankPad, bool kFactorVectors>
 __global__ void __launch_bounds__(kSplitProjectThreads) lora_split_project_kernel(const RowsGemmParams p,
                                                                                   const SplitPartials partials) {
+  enter_chained_kernel();
   using Element = typename OperandOf<Activation>::Element;
   constexpr int kRankTiles = RankPad / 8;
   constexpr int kChunks = split_project_chunks(RankPad);
@@ -158,8 +160,7 @@ void launch_lora_split_project(const RowsGemmParams& params, int64_t rows, int64
   const dim3 grid(static_cast<unsigned>(row_tiles),
                   static_cast<unsigned>(ceil_div(splits, kSplitProjectWarps)));
   const auto launch = [&](auto kernel) {
-    kernel<<<grid, kSplitProjectThreads, 0, stream>>>(params, sums);
-    check_launch("lora_split_project_kernel");
+    launch_chained(kernel, grid, kSplitProjectThreads, 0, stream, "lora_split_project_kernel", params, sums);
   };
   const auto launch_rank = [&](auto factor_vectors) {
     constexpr bool kVectors = decltype(factor_vectors)::value;

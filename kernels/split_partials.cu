@@ -1,4 +1,5 @@
 // The reduction of depth-split partial sums (split_partials.cuh).
+#include "chained_launch.cuh"
 #include "core/format.hpp"
 #include "cuda_check.cuh"
 #include "split_partials.cuh"
@@ -14,6 +15,7 @@ __global__ void __launch_bounds__(kSplitReduceThreads) split_reduce_kernel(const
                                                                            const OutputView out,
                                                                            const SplitPartials partials,
                                                                            int64_t splits) {
+  enter_chained_kernel();
   int32_t expert;
   int64_t row0, row_end;
   if (!find_row_tile(schedule, blockIdx.x, schedule.row_tile, &expert, &row0, &row_end)) return;
@@ -34,8 +36,8 @@ void launch_split_reduce(const ExpertSchedule& schedule, const OutputView& out, 
   if (row_tiles == 0 || col_blocks == 0) return;
   const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(col_blocks),
                   static_cast<unsigned>(schedule.row_tile));
-  split_reduce_kernel<<<grid, kSplitReduceThreads, 0, stream>>>(schedule, out, partials, splits);
-  check_launch("split_reduce_kernel");
+  launch_chained(split_reduce_kernel, grid, kSplitReduceThreads, 0, stream, "split_reduce_kernel", schedule, out,
+                 partials, splits);
 }
 
 }  // namespace moeq::cuda

@@ -4,6 +4,7 @@
 // 16-byte accesses where every tensor's rows are aligned whole vectors, element-wise
 // guarded accesses otherwise (and for a row's last partial vector).
 #include "core/backend.hpp"
+#include "chained_launch.cuh"
 #include "core/swiglu_math.hpp"
 #include "cuda_check.cuh"
 #include "launch_grid.cuh"
@@ -95,6 +96,7 @@ __device__ __forceinline__ void for_each_vector(const SwigluArgs<T>& args, Body&
 
 template <class T, bool kInterleaved, bool kAligned>
 __global__ void __launch_bounds__(kThreads) swiglu_kernel(const SwigluArgs<T> args) {
+  enter_chained_kernel();
   for_each_vector(args, [&](int64_t row, int64_t i0, int64_t valid) {
     float gate[kVectorElements], up[kVectorElements], out[kVectorElements];
     load_gate_up<kInterleaved, kAligned>(args.gate_up + row * args.gate_up_stride, args.cols, i0, valid, gate, up);
@@ -106,6 +108,7 @@ __global__ void __launch_bounds__(kThreads) swiglu_kernel(const SwigluArgs<T> ar
 
 template <class T, bool kInterleaved, bool kAligned>
 __global__ void __launch_bounds__(kThreads) swiglu_backward_kernel(const SwigluArgs<T> args) {
+  enter_chained_kernel();
   for_each_vector(args, [&](int64_t row, int64_t i0, int64_t valid) {
     float gate[kVectorElements], up[kVectorElements], grad[kVectorElements];
     load_gate_up<kInterleaved, kAligned>(args.gate_up + row * args.gate_up_stride, args.cols, i0, valid, gate, up);
@@ -137,8 +140,8 @@ void launch_as(const SwigluArgs<T>& args, cudaStream_t stream) {
   constexpr auto kernel = kBackward ? swiglu_backward_kernel<T, kInterleaved, kAligned>
                                     : swiglu_kernel<T, kInterleaved, kAligned>;
   const int64_t vectors = args.rows * args.vectors_per_row;
-  kernel<<<persistent_grid<kernel>(kThreads, (vectors + kThreads - 1) / kThreads), kThreads, 0, stream>>>(args);
-  check_launch(kBackward ? "swiglu_backward_kernel" : "swiglu_kernel");
+  launch_chained(kernel, persistent_grid<kernel>(kThreads, (vectors + kThreads - 1) / kThreads), kThreads, 0, stream,
+                 kBackward ? "swiglu_backward_kernel" : "swiglu_kernel", args);
 }
 
 template <bool kBackward>

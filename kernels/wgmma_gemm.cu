@@ -65,7 +65,8 @@ void launch_kernel(const CUtensorMap& x_map, const CUtensorMap& w_map, const CUt
                    const WgmmaGemmParams& p, int64_t blocks, cudaStream_t stream) {
   constexpr auto kernel = wgmma_gemm_kernel<Element, kTransposed>;
   allow_dynamic_smem<kernel>(kWgmmaSmemBytes);
-  kernel<<<static_cast<unsigned>(blocks), kWgmmaThreads, kWgmmaSmemBytes, stream>>>(x_map, w_map, absmax_map, p);
+  launch_chained(kernel, static_cast<unsigned>(blocks), kWgmmaThreads, kWgmmaSmemBytes, stream, "wgmma_gemm_kernel",
+                 x_map, w_map, absmax_map, p);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 // steps. While one warpgroup dequantizes, the other's products run.
 #pragma once
 
+#include "chained_launch.cuh"
 #include "dequant_tile.cuh"
 #include "expert_schedule.cuh"
 #include "gemm_tile.cuh"
@@ -527,6 +528,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1)
 wgmma_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
                   const __grid_constant__ CUtensorMap absmax_map, const WgmmaGemmParams p) {
 #if MOEQ_WGMMA_DEVICE
+  enter_chained_kernel();
   using namespace wgmma_detail;
   extern __shared__ uint8_t smem_bytes[];
   // Aligned by an offset from the shared array itself (not through an integer), so
