@@ -200,8 +200,6 @@ __device__ __forceinline__ void decode_block(const RowsGemmParams& p, float (&co
   else tile(std::integral_constant<int, 2>{}, expert, row0, row_end);
 }
 
-// Depth [split_depth * blockIdx.z, + split_depth) of the tile (SplitPartials); the
-// LoRA term goes with split 0.
 // absmax of block `block` (block_absmax with the nested decode chosen at compile time:
 // a runtime branch per load took issue slots in the plain case too).
 template <bool kNested>
@@ -211,6 +209,24 @@ __device__ __forceinline__ float decode_absmax(const QuantWeightView& w, int64_t
       __fmul_rn(__ldg(w.nested_code + __ldg(w.absmax_codes + block)), __ldg(w.nested_absmax + (block >> 8)));
   return __fadd_rn(scaled, __ldg(w.nested_offset));
 }
+
+// The first of this warp's kDecodeWarpCols weight columns.
+__device__ __forceinline__ int64_t decode_warp_col0() {
+  return static_cast<int64_t>(blockIdx.y) * kDecodeCols + threadIdx.x / 32 * kDecodeWarpCols;
+}
+
+// The tile's depth [split_depth * blockIdx.z, + split_depth) (SplitPartials; the LoRA
+// term goes with split 0) as its end and the macro steps that cover it.
+struct DecodeDepth {
+  int64_t end, first_macro_step, macro_steps;
+
+  __device__ __forceinline__ DecodeDepth(const RowsGemmParams& p, const SplitPartials& split) {
+    const int64_t begin = blockIdx.z * split.split_depth;
+    end = std::min(p.depth, begin + split.split_depth);
+    first_macro_step = begin / kDecodeMacroDepth;
+    macro_steps = (end + kDecodeMacroDepth - 1) / kDecodeMacroDepth;
+  }
+};
 
 // The lane's weight columns (2i + h: m16 tile i, row g + 8h of it) as the flat element
 // offset of their depth 0 (a column past N reads column 0's, with absmax 0: finite
@@ -247,11 +263,10 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const Split
   const int g = lane / 4;
   const int t = lane % 4;
   const uint32_t lane_bits = pair_lane_bits();
-  const int64_t warp_col0 =
-      static_cast<int64_t>(blockIdx.y) * kDecodeCols + threadIdx.x / 32 * kDecodeWarpCols;
+  const int64_t warp_col0 = decode_warp_col0();
   const QuantWeightView& w = p.weight;  // [E, N, K]: dim1 = N, dim2 = K = depth
 
-  // This lane's weight columns and token rows (DecodeLanes), its slice of a macro
+  // This lane's weight columns and token rows (decode_lanes), its slice of a macro
   // step 32 t deep.
   int64_t column_flat[4];
   bool column_valid[4];
@@ -260,10 +275,9 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const Split
   decode_lanes(p, expert, row0, row_end, warp_col0, 32 * t, column_flat, column_valid, x_row, row_valid);
 
   float acc[2][kRowGroups][4] = {};  // [m16 tile][n8 tile][fragment]
-  const int64_t depth_begin = blockIdx.z * split.split_depth;
-  const int64_t depth_end = std::min(p.depth, depth_begin + split.split_depth);
-  const int64_t macro_steps = (depth_end + kDecodeMacroDepth - 1) / kDecodeMacroDepth;
-  for (int64_t macro0 = depth_begin / kDecodeMacroDepth; macro0 < macro_steps; macro0 += kDecodeMacroInFlight) {
+  const DecodeDepth range(p, split);
+  const int64_t depth_end = range.end, macro_steps = range.macro_steps;
+  for (int64_t macro0 = range.first_macro_step; macro0 < macro_steps; macro0 += kDecodeMacroInFlight) {
     MacroLoads<kRowGroups> loads[kDecodeMacroInFlight];
 #pragma unroll
     for (int u = 0; u < kDecodeMacroInFlight; ++u) {
@@ -340,8 +354,7 @@ __device__ __forceinline__ void decode_tile_deferred(const RowsGemmParams& p, co
   const int g = lane / 4;
   const int t = lane % 4;
   const uint32_t lane_bits = operand_pair_lane_bits();
-  const int64_t warp_col0 =
-      static_cast<int64_t>(blockIdx.y) * kDecodeCols + threadIdx.x / 32 * kDecodeWarpCols;
+  const int64_t warp_col0 = decode_warp_col0();
   const QuantWeightView& w = p.weight;  // [E, N, K]: dim1 = N, dim2 = K = depth
 
   int64_t column_flat[4];
@@ -356,10 +369,9 @@ __device__ __forceinline__ void decode_tile_deferred(const RowsGemmParams& p, co
     uint4 x[kRowGroups][2];
   };
   float acc[2][kRowGroups][4] = {};
-  const int64_t depth_begin = blockIdx.z * split.split_depth;
-  const int64_t depth_end = std::min(p.depth, depth_begin + split.split_depth);
-  const int64_t macro_steps = (depth_end + kDecodeMacroDepth - 1) / kDecodeMacroDepth;
-  for (int64_t macro0 = depth_begin / kDecodeMacroDepth; macro0 < macro_steps; macro0 += kDeferredMacroInFlight) {
+  const DecodeDepth range(p, split);
+  const int64_t depth_end = range.end, macro_steps = range.macro_steps;
+  for (int64_t macro0 = range.first_macro_step; macro0 < macro_steps; macro0 += kDeferredMacroInFlight) {
     HalfLoads loads[kDeferredMacroInFlight][2];
 #pragma unroll
     for (int u = 0; u < kDeferredMacroInFlight; ++u)
