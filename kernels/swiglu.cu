@@ -3,8 +3,8 @@
 // core/swiglu_math.hpp (the CPU backend's arithmetic) and rounded once. Memory-bound:
 // 16-byte accesses where every tensor's rows are aligned whole vectors, element-wise
 // guarded accesses otherwise (and for a row's last partial vector).
-#include "core/backend.hpp"
 #include "chained_launch.cuh"
+#include "core/backend.hpp"
 #include "core/swiglu_math.hpp"
 #include "cuda_check.cuh"
 #include "launch_grid.cuh"
