@@ -210,7 +210,7 @@ void launch_lora_rows_project(const RowsGemmParams& params, int64_t row_tiles, c
   // and factor values: 128-byte segments, or one block per SM with the whole
   // register file (no spills on sm_90a: cuobjdump -res-usage).
   if (params.cols <= 16)
-    lora_rows_project_kernel<Activation, 16, 2, 2, 2><<<grid, kProjectThreads, 0, stream>>>(params);
+    lora_rows_project_kernel<Activation, 16, 1, 2, 3><<<grid, kProjectThreads, 0, stream>>>(params);
   else if (params.cols <= 32)
     lora_rows_project_kernel<Activation, 32, 1, 3, 2><<<grid, kProjectThreads, 0, stream>>>(params);
   else
