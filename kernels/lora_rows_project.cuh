@@ -215,7 +215,7 @@ void launch_lora_rows_project(const RowsGemmParams& params, int64_t row_tiles, c
     launch_chained(kernel, grid, kProjectThreads, 0, stream, "lora_rows_project_kernel", params);
   };
   if (params.cols <= 16)
-    launch(lora_rows_project_kernel<Activation, 16, 2, 2, 2>);
+    launch(lora_rows_project_kernel<Activation, 16, 1, 2, 3>);
   else if (params.cols <= 32)
     launch(lora_rows_project_kernel<Activation, 32, 1, 3, 2>);
   else

@@ -27,6 +27,11 @@ constexpr int kSplitProjectThreads = 32 * kSplitProjectWarps;
 // fragments are the registers); all of a warp's loads are issued before its first mma.
 constexpr int split_project_chunks(int64_t rank) { return rank <= 16 ? 4 : rank <= 32 ? 2 : 1; }
 
+// How a warp reads its factor slices: 16-byte vectors along depth (A of x A^T), a
+// chunk staged in shared memory by 16-byte copies of rank rows (B of dY B as PEFT
+// stores it, [E, N, r]: rank contiguous, depth strided), or element by element.
+enum class FactorLoad { Vectors, Staged, Scalars };
+
 namespace split_project_detail {
 
 // Factor rank row `j`, depths d .. d + 15, as eight operand pairs (depth order d, d + 1, ...);
@@ -56,10 +61,48 @@ __device__ __forceinline__ void factor_slice(const StridedView& factor, int64_t 
   }
 }
 
+// A warp's staged factor: per chunk, its 64 depths x RankPad ranks as 16-bit values,
+// depth d of the chunk in row (d % 16) * 4 + d / 16, so the four lanes t that read
+// depths 16t + i at once hit four neighbouring rows, not one bank.
+template <int RankPad, int kChunks>
+struct StagedFactor {
+  uint16_t value[kChunks][kProjectChunk][RankPad];
+
+  __device__ __forceinline__ static int row_of(int depth) { return depth % 16 * 4 + depth / 16; }
+
+  // Copies chunks first_chunk .. + kChunks of the factor (rank rows of 16-byte vectors:
+  // checked on the host) by cp.async; zeros past the depth and the rank.
+  __device__ __forceinline__ void copy_in(const StridedView& factor, int64_t expert, int64_t rank, int64_t depth,
+                                          int64_t first_chunk) {
+    constexpr int kRowVectors = RankPad / 8;
+    constexpr int kVectors = kChunks * kProjectChunk * kRowVectors;
+    const uint16_t* base = static_cast<const uint16_t*>(factor.data) + expert * factor.expert_stride;
+    for (int v = threadIdx.x % 32; v < kVectors; v += 32) {
+      const int c = v / (kProjectChunk * kRowVectors);
+      const int d = v / kRowVectors % kProjectChunk;
+      const int q = v % kRowVectors;
+      const int64_t global_depth = (first_chunk + c) * kProjectChunk + d;
+      const bool inside = global_depth < depth && 8 * q < rank;
+      const uint16_t* source = inside ? base + global_depth * factor.depth_stride + 8 * q : base;
+      cp_async_16_or_zero(&value[c][row_of(d)][8 * q], source, inside);
+    }
+    cp_async_commit_group();
+  }
+
+  // After the copies landed (cp_async_wait_all, then __syncwarp): rank row j, depths
+  // 16t .. 16t + 15 of chunk c as eight operand pairs, the earlier depth low.
+  __device__ __forceinline__ void slice(int c, int j, int t, uint32_t (&words)[8]) const {
+#pragma unroll
+    for (int w = 0; w < 8; ++w)
+      words[w] = uint32_t{value[c][row_of(16 * t + 2 * w)][j]} |
+                 uint32_t{value[c][row_of(16 * t + 2 * w + 1)][j]} << 16;
+  }
+};
+
 }  // namespace split_project_detail
 
 // Grid: (row tile, group of kSplitProjectWarps splits); partials: [splits][M][r].
-template <class Activation, int RankPad, bool kFactorVectors>
+template <class Activation, int RankPad, FactorLoad kFactorLoad>
 __global__ void __launch_bounds__(kSplitProjectThreads) lora_split_project_kernel(const RowsGemmParams p,
                                                                                   const SplitPartials partials) {
   enter_chained_kernel();
@@ -74,6 +117,11 @@ __global__ void __launch_bounds__(kSplitProjectThreads) lora_split_project_kerne
   const int64_t depth = p.depth;
   const int64_t first_chunk = split * kChunks;
   if (first_chunk * kProjectChunk >= depth) return;  // the last group's spare warps
+
+  using Staged = split_project_detail::StagedFactor<RankPad, kChunks>;
+  __shared__ std::conditional_t<kFactorLoad == FactorLoad::Staged, Staged, char> staged[kSplitProjectWarps];
+  if constexpr (kFactorLoad == FactorLoad::Staged)
+    staged[threadIdx.x / 32].copy_in(p.factor, expert, p.cols, depth, first_chunk);
 
   const int64_t row_g = row0 + g;
   const bool valid_g = row_g < row_end, valid_g8 = row_g + 8 < row_end;
@@ -90,10 +138,19 @@ __global__ void __launch_bounds__(kSplitProjectThreads) lora_split_project_kerne
     x_vectors[c][1] = load_row_vector(x_g, valid_g, d + 8, depth);
     x_vectors[c][2] = load_row_vector(x_g8, valid_g8, d, depth);
     x_vectors[c][3] = load_row_vector(x_g8, valid_g8, d + 8, depth);
+    if constexpr (kFactorLoad != FactorLoad::Staged)
 #pragma unroll
-    for (int n = 0; n < kRankTiles; ++n)
-      split_project_detail::factor_slice<Element, kFactorVectors>(p.factor, expert, p.cols, depth, 8 * n + g, d,
-                                                                  factor_words[c][n]);
+      for (int n = 0; n < kRankTiles; ++n)
+        split_project_detail::factor_slice<Element, kFactorLoad == FactorLoad::Vectors>(
+            p.factor, expert, p.cols, depth, 8 * n + g, d, factor_words[c][n]);
+  }
+  if constexpr (kFactorLoad == FactorLoad::Staged) {
+    cp_async_wait_all();  // this lane's copies landed
+    __syncwarp();         // and every lane's are visible to the warp
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c)
+#pragma unroll
+      for (int n = 0; n < kRankTiles; ++n) staged[threadIdx.x / 32].slice(c, 8 * n + g, t, factor_words[c][n]);
   }
 
   float acc[kRankTiles][4] = {};
@@ -143,12 +200,17 @@ inline bool lora_split_project_serves(ScalarType activation, const RowsGemmParam
          params.cols <= kSkinnyMaxRank && params.schedule.row_tile == kDecodeRowTile;
 }
 
-// The factor as 16-byte vectors: the activation's dtype, contiguous along depth,
-// every row and expert 16-byte aligned, and whole vectors of depth.
-inline bool lora_split_factor_vectors(ScalarType activation, const RowsGemmParams& params) {
+// How the kernel reads the factor: 16-byte vectors where it is the activation's dtype,
+// contiguous along depth, every row and expert 16-byte aligned, whole vectors of
+// depth; staged where instead its rank is contiguous in whole 16-byte vectors (every
+// depth row and expert aligned); element by element otherwise.
+inline FactorLoad lora_split_factor_load(ScalarType activation, const RowsGemmParams& params) {
   const StridedView& f = params.factor;
-  return f.type == activation && f.depth_stride == 1 && f.index_stride % 8 == 0 && f.expert_stride % 8 == 0 &&
-         reinterpret_cast<uintptr_t>(f.data) % 16 == 0 && params.depth % 8 == 0;
+  const bool aligned =
+      f.type == activation && f.expert_stride % 8 == 0 && reinterpret_cast<uintptr_t>(f.data) % 16 == 0;
+  if (aligned && f.depth_stride == 1 && f.index_stride % 8 == 0 && params.depth % 8 == 0) return FactorLoad::Vectors;
+  if (aligned && f.index_stride == 1 && f.depth_stride % 8 == 0 && params.cols % 8 == 0) return FactorLoad::Staged;
+  return FactorLoad::Scalars;
 }
 
 template <class Activation>
@@ -162,16 +224,19 @@ void launch_lora_split_project(const RowsGemmParams& params, int64_t rows, int64
   const auto launch = [&](auto kernel) {
     launch_chained(kernel, grid, kSplitProjectThreads, 0, stream, "lora_split_project_kernel", params, sums);
   };
-  const auto launch_rank = [&](auto factor_vectors) {
-    constexpr bool kVectors = decltype(factor_vectors)::value;
-    if (params.cols <= 16) launch(lora_split_project_kernel<Activation, 16, kVectors>);
-    else if (params.cols <= 32) launch(lora_split_project_kernel<Activation, 32, kVectors>);
-    else launch(lora_split_project_kernel<Activation, 64, kVectors>);
+  const auto launch_rank = [&](auto factor_load) {
+    constexpr FactorLoad kLoad = decltype(factor_load)::value;
+    if (params.cols <= 16) launch(lora_split_project_kernel<Activation, 16, kLoad>);
+    else if (params.cols <= 32) launch(lora_split_project_kernel<Activation, 32, kLoad>);
+    else launch(lora_split_project_kernel<Activation, 64, kLoad>);
   };
   constexpr ScalarType kActivation =
       std::is_same_v<Activation, Float16Bits> ? ScalarType::Float16 : ScalarType::BFloat16;
-  if (lora_split_factor_vectors(kActivation, params)) launch_rank(std::true_type{});
-  else launch_rank(std::false_type{});
+  switch (lora_split_factor_load(kActivation, params)) {
+    case FactorLoad::Vectors: launch_rank(std::integral_constant<FactorLoad, FactorLoad::Vectors>{}); break;
+    case FactorLoad::Staged: launch_rank(std::integral_constant<FactorLoad, FactorLoad::Staged>{}); break;
+    case FactorLoad::Scalars: launch_rank(std::integral_constant<FactorLoad, FactorLoad::Scalars>{}); break;
+  }
   launch_split_reduce(params.schedule, params.out, sums, splits, row_tiles, stream);
 }
 
