@@ -188,16 +188,24 @@ __device__ __forceinline__ void finish_tile(const RowsGemmParams& p, const Split
 
 // The body of both decode kernels: the block's row tile and the code table, then
 // `tile` with one n8 group of token rows (a tile of at most 8 rows; row_end is the
-// expert's end, so this is uniform per block) or two.
-template <class Tile>
+// expert's end, so this is uniform per block) or two. A kernel built for one group
+// (kMaxRowGroups 1: fewer registers, more warps per SM) takes a larger tile in two
+// passes of 8 rows, each streaming the weights again.
+template <int kMaxRowGroups = 2, class Tile>
 __device__ __forceinline__ void decode_block(const RowsGemmParams& p, float (&code)[16], Tile tile) {
+  static_assert(kMaxRowGroups == 1 || kMaxRowGroups == 2, "one or two n8 row groups");
   int32_t expert;
   int64_t row0, row_end;
   if (!find_row_tile(p.schedule, blockIdx.x, kDecodeRowTile, &expert, &row0, &row_end)) return;
   if (threadIdx.x < 16) code[threadIdx.x] = code_value(p.weight.format, threadIdx.x);
   __syncthreads();
-  if (row_end - row0 <= 8) tile(std::integral_constant<int, 1>{}, expert, row0, row_end);
-  else tile(std::integral_constant<int, 2>{}, expert, row0, row_end);
+  if constexpr (kMaxRowGroups == 1) {
+    for (int64_t first = row0; first < row_end; first += 8)
+      tile(std::integral_constant<int, 1>{}, expert, first, std::min(row_end, first + 8));
+  } else {
+    if (row_end - row0 <= 8) tile(std::integral_constant<int, 1>{}, expert, row0, row_end);
+    else tile(std::integral_constant<int, 2>{}, expert, row0, row_end);
+  }
 }
 
 // Depth [split_depth * blockIdx.z, + split_depth) of the tile (SplitPartials); the
@@ -428,8 +436,10 @@ __device__ __forceinline__ void decode_tile_deferred(const RowsGemmParams& p, co
 }  // namespace decode_detail
 
 // kDeferredScale: decode_tile_deferred (blocksize >= 64, chosen at launch), else decode_tile.
-template <class Activation, bool kLora, bool kDeferredScale>
-__global__ void __launch_bounds__(kDecodeThreads, 4)
+// kMaxRowGroups: decode_block's row groups (1 where the launch expects tiles of at most
+// 8 rows: 6 blocks per SM instead of 4).
+template <class Activation, bool kLora, bool kDeferredScale, int kMaxRowGroups>
+__global__ void __launch_bounds__(kDecodeThreads, kMaxRowGroups == 1 ? 6 : 4)
     decode_gemm_kernel(const RowsGemmParams p, const SplitPartials split) {
   static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
   enter_chained_kernel();
@@ -438,9 +448,14 @@ __global__ void __launch_bounds__(kDecodeThreads, 4)
   __shared__ float code[16];
   __shared__ std::conditional_t<kDeferredScale, decode_detail::OperandPairTable<Element>, decode_detail::PairTable>
       table;
-  decode_detail::decode_block(p, code, [&](auto groups, int32_t expert, int64_t row0, int64_t row_end) {
-    table.fill(code);
-    __syncthreads();
+  bool filled = false;
+  decode_detail::decode_block<kMaxRowGroups>(p, code, [&](auto groups, int32_t expert, int64_t row0,
+                                                          int64_t row_end) {
+    if (!filled) {  // once per block, not per pass
+      table.fill(code);
+      __syncthreads();
+      filled = true;
+    }
     constexpr int kRowGroups = decltype(groups)::value;
     if constexpr (kDeferredScale) {
       if (p.weight.nested)
