@@ -206,8 +206,10 @@ __device__ __forceinline__ void decode_block(const RowsGemmParams& p, float (&co
   table.fill(code);
   __syncthreads();
   if constexpr (kMaxRowGroups == 1) {
-    for (int64_t first = row0; first < row_end; first += 8)
-      tile(std::integral_constant<int, 1>{}, expert, first, std::min(row_end, first + 8));
+    // row_end is the expert's end: the tile holds at most kDecodeRowTile of its rows.
+    const int64_t tile_end = std::min<int64_t>(row_end, row0 + kDecodeRowTile);
+    for (int64_t first = row0; first < tile_end; first += 8)
+      tile(std::integral_constant<int, 1>{}, expert, first, std::min<int64_t>(tile_end, first + 8));
   } else {
     if (row_end - row0 <= 8) tile(std::integral_constant<int, 1>{}, expert, row0, row_end);
     else tile(std::integral_constant<int, 2>{}, expert, row0, row_end);
