@@ -67,8 +67,9 @@ void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemm
   const int64_t splits = ceil_div(params.depth, split_depth);
   const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(col_tiles), static_cast<unsigned>(splits));
   // Tiles of at most 8 rows expected (a mean of at most kOneRowGroupMeanRows rows per
-  // expert with rows): the kernels built for one n8 row group, with more warps per SM;
-  // a larger tile takes them two passes.
+  // expert with rows): the [E, K, N] kernel built for one n8 row group, with more warps
+  // per SM; a larger tile takes it two passes. (The [E, N, K] one built so, at 6 blocks
+  // per SM, was 40% slower on Qwen3's 64-token gate_up: bench/RESULTS.md, eleventh pass.)
   const int64_t experts_with_rows = std::max<int64_t>(1, std::min<int64_t>(rows, params.schedule.experts));
   const bool one_row_group = rows <= kOneRowGroupMeanRows * experts_with_rows;
   const auto launch = [&](auto kernel) {
@@ -88,18 +89,13 @@ void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemm
       if (params.rank > 0) row_groups(std::true_type{});
       else row_groups(std::false_type{});
     } else {
-      const auto instance = [&](auto lora, auto deferred_scale, auto row_groups) {
-        launch(decode_gemm_kernel<Activation, decltype(lora)::value, decltype(deferred_scale)::value,
-                                  decltype(row_groups)::value>);
-      };
-      const auto row_groups = [&](auto lora, auto deferred_scale) {
-        if (one_row_group) instance(lora, deferred_scale, std::integral_constant<int, 1>{});
-        else instance(lora, deferred_scale, std::integral_constant<int, 2>{});
+      const auto instance = [&](auto lora, auto deferred_scale) {
+        launch(decode_gemm_kernel<Activation, decltype(lora)::value, decltype(deferred_scale)::value>);
       };
       const auto deferred_scale = [&](auto lora) {
         // Blocks of >= 64: the scale applied to sums.
-        if (params.weight.blocksize_log2 >= 6) row_groups(lora, std::true_type{});
-        else row_groups(lora, std::false_type{});
+        if (params.weight.blocksize_log2 >= 6) instance(lora, std::true_type{});
+        else instance(lora, std::false_type{});
       };
       if (params.rank > 0) deferred_scale(std::true_type{});
       else deferred_scale(std::false_type{});

@@ -8,8 +8,10 @@
 // latency of each warp's chain of load, lookup, scale, conversion and mma, with too
 // few warps to hide it (ncu: no eligible warp in 53% of cycles at 16 warps per SM);
 // more loads in flight at fewer blocks per SM measured slower (registers twice, a
-// cp.async ring once: bench/RESULTS.md, tenth pass). Hence the kernels built for one
-// n8 row group, which fit more blocks per SM. Serves W stored [E, N, K] (blocks along the
+// cp.async ring once: bench/RESULTS.md, tenth pass). Hence the [E, K, N] kernel's build
+// for one n8 row group, which fits 4 blocks per SM instead of 3. The [E, N, K] kernel
+// built so at 6 blocks per SM measured 40% slower (eleventh pass), perhaps because six
+// 32 KB tables leave little of the SM's memory to L1. Serves W stored [E, N, K] (blocks along the
 // reduced K, K a multiple of 32) with 16-bit activations in 16-byte aligned rows;
 // other calls take the row-tiled kernel.
 #pragma once
@@ -456,10 +458,8 @@ __device__ __forceinline__ void decode_tile_deferred(const RowsGemmParams& p, co
 }  // namespace decode_detail
 
 // kDeferredScale: decode_tile_deferred (blocksize >= 64, chosen at launch), else decode_tile.
-// kMaxRowGroups: decode_block's row groups (1 where the launch expects tiles of at most
-// 8 rows: 6 blocks per SM instead of 4).
-template <class Activation, bool kLora, bool kDeferredScale, int kMaxRowGroups>
-__global__ void __launch_bounds__(kDecodeThreads, kMaxRowGroups == 1 ? 6 : 4)
+template <class Activation, bool kLora, bool kDeferredScale>
+__global__ void __launch_bounds__(kDecodeThreads, 4)
     decode_gemm_kernel(const RowsGemmParams p, const SplitPartials split) {
   static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
   enter_chained_kernel();
@@ -468,7 +468,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kMaxRowGroups == 1 ? 6 : 4)
   __shared__ float code[16];
   __shared__ std::conditional_t<kDeferredScale, decode_detail::OperandPairTable<Element>, decode_detail::PairTable>
       table;
-  decode_detail::decode_block<kMaxRowGroups>(p, code, table, [&](auto groups, int32_t expert, int64_t row0,
+  decode_detail::decode_block<2>(p, code, table, [&](auto groups, int32_t expert, int64_t row0,
                                                                  int64_t row_end) {
     constexpr int kRowGroups = decltype(groups)::value;
     if constexpr (kDeferredScale) {
