@@ -53,7 +53,7 @@ size_t decode_gemm_workspace_bytes(bool b_transposed, int64_t rows, int64_t expe
 }
 
 void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemmParams& params, int64_t rows,
-                        int64_t row_tiles, float* split_partials, cudaStream_t stream) {
+                        int64_t row_tiles, float* split_partials, ChainEntry entry, cudaStream_t stream) {
   if (params.schedule.row_tile != kDecodeRowTile)
     fail(MOEQ_ERR_INTERNAL, "decode_gemm_kernel: schedule of " + std::to_string(params.schedule.row_tile) +
                                 "-row tiles");
@@ -74,7 +74,7 @@ void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemm
   const bool one_row_group = rows <= kOneRowGroupMeanRows * experts_with_rows;
   const auto launch = [&](auto kernel) {
     launch_chained(kernel, grid, kDecodeThreads, 0, stream,
-                   b_transposed ? "decode_gemm_transposed_kernel" : "decode_gemm_kernel", params, split);
+                   b_transposed ? "decode_gemm_transposed_kernel" : "decode_gemm_kernel", params, split, entry);
   };
   const auto launch_for = [&](auto tag) {
     using Activation = decltype(tag);

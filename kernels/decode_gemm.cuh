@@ -172,6 +172,8 @@ template <class Element, bool kLora, int kTiles, int kRowGroups, class Feature>
 __device__ __forceinline__ void finish_tile(const RowsGemmParams& p, const SplitPartials& split, int32_t expert,
                                             int64_t row0, int64_t row_end, const bool (&row_valid)[kRowGroups],
                                             Feature feature, float (&acc)[kTiles][kRowGroups][4]) {
+  // The LoRA rows and the outputs may be the chain predecessor's (ChainEntry).
+  wait_for_chained_inputs();
   if constexpr (kLora) {
     if (blockIdx.z == 0) add_lora_rank_steps<Element>(p, expert, row0, row_valid, feature, acc);
   }
@@ -202,7 +204,10 @@ __device__ __forceinline__ void decode_block(const RowsGemmParams& p, float (&co
   static_assert(kMaxRowGroups == 1 || kMaxRowGroups == 2, "one or two n8 row groups");
   int32_t expert;
   int64_t row0, row_end;
-  if (!find_row_tile(p.schedule, blockIdx.x, kDecodeRowTile, &expert, &row0, &row_end)) return;
+  if (!find_row_tile(p.schedule, blockIdx.x, kDecodeRowTile, &expert, &row0, &row_end)) {
+    wait_for_chained_inputs();  // no exit before it (ChainEntry)
+    return;
+  }
   if (threadIdx.x < 16) code[threadIdx.x] = code_value(p.weight.format, threadIdx.x);
   __syncthreads();
   table.fill(code);
@@ -460,9 +465,9 @@ __device__ __forceinline__ void decode_tile_deferred(const RowsGemmParams& p, co
 // kDeferredScale: decode_tile_deferred (blocksize >= 64, chosen at launch), else decode_tile.
 template <class Activation, bool kLora, bool kDeferredScale>
 __global__ void __launch_bounds__(kDecodeThreads, 4)
-    decode_gemm_kernel(const RowsGemmParams p, const SplitPartials split) {
+    decode_gemm_kernel(const RowsGemmParams p, const SplitPartials split, const ChainEntry entry) {
   static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
-  enter_chained_kernel();
+  enter_chained_kernel(entry);
   using Element = typename OperandOf<Activation>::Element;
   // Constant shared addresses, so each lookup is one LDS at [offset + constant].
   __shared__ float code[16];

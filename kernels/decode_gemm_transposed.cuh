@@ -141,9 +141,9 @@ __device__ __forceinline__ void decode_transposed_tile(const RowsGemmParams& p, 
 // 8 rows: more blocks per SM).
 template <class Activation, bool kLora, int kMaxRowGroups>
 __global__ void __launch_bounds__(kDecodeThreads, kMaxRowGroups == 1 ? kDecodeTransposedOneGroupBlocks : 3)
-    decode_gemm_transposed_kernel(const RowsGemmParams p, const SplitPartials split) {
+    decode_gemm_transposed_kernel(const RowsGemmParams p, const SplitPartials split, const ChainEntry entry) {
   static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
-  enter_chained_kernel();
+  enter_chained_kernel(entry);
   // Constant shared addresses: one LDS per lookup at [offset + constant].
   __shared__ float code[16];
   __shared__ decode_detail::PairTable table;
