@@ -15,10 +15,12 @@
 // One exception (ChainEntry::WaitBeforeWrites): a kernel whose predecessor in the chain
 // produced nothing it reads before some point may run up to that point first. It lets
 // its dependents launch at entry and waits before the point, before any global write
-// and before any exit. That is safe because a kernel launches only after every block
-// of its predecessor has entered, and so has waited in turn: everything the chain
-// produced before the predecessor is complete and visible, and what the predecessor
-// writes is read only after the wait. The decode GEMMs use it when the LoRA
+// and before any exit. That is safe when its predecessor waits first (the contract
+// above): a kernel launches only after every block of its predecessor has entered,
+// and so has waited in turn, so everything the chain produced before the predecessor
+// is complete and visible, and what the predecessor writes is read only after the
+// wait. Its successor waits for its completion, which comes after its wait, so the
+// chain completes in order as before. The decode GEMMs use it when the LoRA
 // projection just before them writes only the rows their epilogue reads.
 #pragma once
 
