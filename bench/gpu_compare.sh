@@ -10,7 +10,9 @@
 #   bench/gpu_compare.sh                  there, from the repository root, carrying
 #                                         .gpu_multi (and .whl for bitsandbytes)
 #
-# Environment there: CHECKS (steps on the first tree, default "test sanitize"; none),
+# Environment there: CHECKS (steps on the first tree, default "test"; none; "sanitize"
+# no longer fits beside the builds and benches in one 600 s call: run it alone with
+# bench/gpu_gemm_check.sh, STEPS="build sanitize"),
 # BENCH_ARGS (default "--no-bnb --tokens 8192 64"), SANITIZER_TOOLS; logs in $OUT
 # (or .gpu_multi/out): <name>.txt per tree and step.
 set -uo pipefail
@@ -71,7 +73,7 @@ for tree in $trees $first; do
   # Each layer line once (bench/expert_gemm.py prints it per shape and again at the end).
   grep -E "^[a-z0-9.-]+ +[0-9]+ (fwd|fwd\+bwd) " "$log" | awk '!seen[$0]++'
 done
-checks=${CHECKS:-test sanitize}
+checks=${CHECKS:-test}
 if [ "$checks" != none ]; then
   echo "== checks on $first: $checks"
   run_step "$first" "$checks" > "$out/$first-checks.txt" 2>&1 || status=1

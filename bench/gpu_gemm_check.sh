@@ -23,7 +23,9 @@
 # a sanitizer, 3; racecheck 1), SANITIZER_TIMEOUT (per run, 240 s; racecheck +180),
 # BENCH_ARGS (passed to bench/expert_gemm.py), PROFILE_ARGS (to
 # bench/kernel_profile.py), NCU_KERNELS (the step "ncu": see step_ncu). The suites
-# run side by side in each step.
+# run side by side in each step. On one H200 "build test sanitize" no longer fits one
+# 600 s call (2026-11-30: cut off in the sanitizers at 590 s): run "build test" and
+# "build sanitize" as two calls.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stage=${STAGE:-$(pwd)/.gpu_gemm}
@@ -99,6 +101,7 @@ step_sanitize() {
   # single call per thread serves it: it gets 1 s and more time, as at d47befc its
   # concurrency run passed 240 s (it tracks every shared access of the new kernels).
   local seconds limit
+  : >"$out/sanitize-summary.txt"
   for tool in $tools; do
     seconds=${SANITIZER_CONCURRENCY_SECONDS:-3} limit=${SANITIZER_TIMEOUT:-240}
     [ "$tool" = racecheck ] && seconds=1 limit=$((limit + 180))
@@ -107,7 +110,11 @@ step_sanitize() {
         MOEQ_CONCURRENCY_SECONDS=$seconds timeout "$limit" "$sanitizer" \
           --tool "$tool" --error-exitcode 3 "$build/tests/$suite" -tce="$memory_test" \
           >"$out/$tool-$suite.log" 2>&1
-        echo "$tool $suite: exit $?" >>"$out/$tool-$suite.log" ) &
+        echo "$tool $suite: exit $?" >>"$out/$tool-$suite.log"
+        # Each run's summary as it ends, in one file: a call cut off by its time limit
+        # still brings back what finished (the device returns a few files only).
+        grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test cases:|: exit" "$out/$tool-$suite.log" \
+          >>"$out/sanitize-summary.txt" ) &
     done
   done
   wait

@@ -233,11 +233,6 @@ __device__ __forceinline__ float decode_absmax(const QuantWeightView& w, int64_t
   return __fadd_rn(scaled, __ldg(w.nested_offset));
 }
 
-// The first of this warp's kDecodeWarpCols weight columns.
-__device__ __forceinline__ int64_t decode_warp_col0() {
-  return static_cast<int64_t>(blockIdx.y) * kDecodeCols + threadIdx.x / 32 * kDecodeWarpCols;
-}
-
 // The tile's depth [split_depth * blockIdx.z, + split_depth) (SplitPartials; the LoRA
 // term goes with split 0) as its end and the macro steps that cover it.
 struct DecodeDepth {
@@ -251,51 +246,56 @@ struct DecodeDepth {
   }
 };
 
-// The lane's weight columns (2i + h: m16 tile i, row g + 8h of it) as the flat element
+// What a lane of decode_tile / decode_tile_deferred works on: its warp's first weight
+// column, its four columns (2i + h: m16 tile i, row g + 8h of it) as the flat element
 // offset of their depth 0 (a column past N reads column 0's, with absmax 0: finite
 // codes times 0 make zeros without a branch), and its token rows g + 8 group from
 // element `row_offset` on (the row tile's first row past row_end).
 template <class Activation, int kRowGroups>
-__device__ __forceinline__ void decode_lanes(const RowsGemmParams& p, int32_t expert, int64_t row0, int64_t row_end,
-                                             int64_t warp_col0, int row_offset, int64_t (&column_flat)[4],
-                                             bool (&column_valid)[4], const Activation* (&x_row)[kRowGroups],
-                                             bool (&row_valid)[kRowGroups]) {
-  const int g = threadIdx.x % 32 / 4;
-  const QuantWeightView& w = p.weight;
+struct DecodeLanes {
+  int64_t warp_col0;
+  int64_t column_flat[4];
+  bool column_valid[4];
+  const Activation* x_row[kRowGroups];
+  bool row_valid[kRowGroups];
+
+  __device__ __forceinline__ DecodeLanes(const RowsGemmParams& p, int32_t expert, int64_t row0, int64_t row_end,
+                                         int row_offset) {
+    const int g = threadIdx.x % 32 / 4;
+    const QuantWeightView& w = p.weight;
+    warp_col0 = static_cast<int64_t>(blockIdx.y) * kDecodeCols + threadIdx.x / 32 * kDecodeWarpCols;
 #pragma unroll
-  for (int c = 0; c < 4; ++c) {
-    const int64_t col = warp_col0 + 16 * (c / 2) + 8 * (c % 2) + g;
-    column_valid[c] = col < w.dim1;
-    column_flat[c] = (expert * w.dim1 + (column_valid[c] ? col : 0)) * w.dim2;
-  }
+    for (int c = 0; c < 4; ++c) {
+      const int64_t col = warp_col0 + 16 * (c / 2) + 8 * (c % 2) + g;
+      column_valid[c] = col < w.dim1;
+      column_flat[c] = (expert * w.dim1 + (column_valid[c] ? col : 0)) * w.dim2;
+    }
 #pragma unroll
-  for (int group = 0; group < kRowGroups; ++group) {
-    const int64_t row = row0 + g + 8 * group;
-    row_valid[group] = row < row_end;
-    x_row[group] =
-        static_cast<const Activation*>(p.rows.data) + (row_valid[group] ? row : row0) * p.rows.ld + row_offset;
+    for (int group = 0; group < kRowGroups; ++group) {
+      const int64_t row = row0 + g + 8 * group;
+      row_valid[group] = row < row_end;
+      x_row[group] =
+          static_cast<const Activation*>(p.rows.data) + (row_valid[group] ? row : row0) * p.rows.ld + row_offset;
+    }
   }
-}
+
+  // finish_tile's feature(i, half): m16 tile i holds the warp's columns 16i + g (its
+  // row g) and 16i + g + 8 (row g + 8).
+  __device__ __forceinline__ int64_t feature(int i, int half) const {
+    return warp_col0 + 16 * i + threadIdx.x % 32 / 4 + 8 * half;
+  }
+};
 
 template <class Activation, bool kLora, bool kNested, int kRowGroups>
 __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const SplitPartials& split,
                                             const PairTable& table, int32_t expert, int64_t row0,
                                             int64_t row_end) {
   using Element = typename OperandOf<Activation>::Element;
-  const int lane = threadIdx.x % 32;
-  const int g = lane / 4;
-  const int t = lane % 4;
+  const int t = threadIdx.x % 4;
   const uint32_t lane_bits = pair_lane_bits();
-  const int64_t warp_col0 = decode_warp_col0();
   const QuantWeightView& w = p.weight;  // [E, N, K]: dim1 = N, dim2 = K = depth
-
-  // This lane's weight columns and token rows (decode_lanes), its slice of a macro
-  // step 32 t deep.
-  int64_t column_flat[4];
-  bool column_valid[4];
-  const Activation* x_row[kRowGroups];
-  bool row_valid[kRowGroups];
-  decode_lanes(p, expert, row0, row_end, warp_col0, 32 * t, column_flat, column_valid, x_row, row_valid);
+  // The lane's slice of a macro step is 32 t deep.
+  const DecodeLanes<Activation, kRowGroups> lanes(p, expert, row0, row_end, 32 * t);
 
   float acc[2][kRowGroups][4] = {};  // [m16 tile][n8 tile][fragment]
   const DecodeDepth range(p, split);
@@ -311,17 +311,17 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const Split
       const int64_t depth = present ? depth0 + 32 * t : 0;
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        const int64_t flat = column_flat[c] + depth;
+        const int64_t flat = lanes.column_flat[c] + depth;
         loads[u].weight[c] = __ldg(reinterpret_cast<const uint4*>(w.packed + flat / 2));
         const float absmax = decode_absmax<kNested>(w, flat >> w.blocksize_log2);
-        loads[u].absmax[c] = present && column_valid[c] ? absmax : 0.0f;
+        loads[u].absmax[c] = present && lanes.column_valid[c] ? absmax : 0.0f;
       }
 #pragma unroll
       for (int group = 0; group < kRowGroups; ++group)
 #pragma unroll
         for (int v = 0; v < 4; ++v)
-          loads[u].x[group][v] = present && row_valid[group]
-                                     ? __ldg(reinterpret_cast<const uint4*>(x_row[group] + depth0) + v)
+          loads[u].x[group][v] = present && lanes.row_valid[group]
+                                     ? __ldg(reinterpret_cast<const uint4*>(lanes.x_row[group] + depth0) + v)
                                      : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
@@ -349,9 +349,8 @@ __device__ __forceinline__ void decode_tile(const RowsGemmParams& p, const Split
       }
   }
 
-  // m16 tile i holds the warp's columns 16i + g (its row g) and 16i + g + 8 (row g + 8).
-  finish_tile<Element, kLora>(p, split, expert, row0, row_end, row_valid,
-                              [&](int i, int half) { return warp_col0 + 16 * i + g + 8 * half; }, acc);
+  finish_tile<Element, kLora>(p, split, expert, row0, row_end, lanes.row_valid,
+                              [&](int i, int half) { return lanes.feature(i, half); }, acc);
 }
 
 // decode_tile with the scale applied to sums instead of to each weight (blocksize >=
@@ -373,18 +372,11 @@ __device__ __forceinline__ void decode_tile_deferred(const RowsGemmParams& p, co
                                                      const OperandPairTable<typename OperandOf<Activation>::Element>& table,
                                                      int32_t expert, int64_t row0, int64_t row_end) {
   using Element = typename OperandOf<Activation>::Element;
-  const int lane = threadIdx.x % 32;
-  const int g = lane / 4;
-  const int t = lane % 4;
+  const int t = threadIdx.x % 4;
   const uint32_t lane_bits = operand_pair_lane_bits();
-  const int64_t warp_col0 = decode_warp_col0();
   const QuantWeightView& w = p.weight;  // [E, N, K]: dim1 = N, dim2 = K = depth
-
-  int64_t column_flat[4];
-  bool column_valid[4];
-  const Activation* x_row[kRowGroups];
-  bool row_valid[kRowGroups];
-  decode_lanes(p, expert, row0, row_end, warp_col0, 16 * t, column_flat, column_valid, x_row, row_valid);
+  // The lane's 16 t deep slice of each 64-deep half.
+  const DecodeLanes<Activation, kRowGroups> lanes(p, expert, row0, row_end, 16 * t);
 
   struct HalfLoads {
     uint2 weight[4];
@@ -407,17 +399,17 @@ __device__ __forceinline__ void decode_tile_deferred(const RowsGemmParams& p, co
         const int64_t base = present ? half0 : 0;
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
-          const int64_t flat = column_flat[c] + base;
+          const int64_t flat = lanes.column_flat[c] + base;
           loads[u][h].weight[c] = __ldg(reinterpret_cast<const uint2*>(w.packed + (flat + 16 * t) / 2));
           const float absmax = decode_absmax<kNested>(w, flat >> w.blocksize_log2);
-          loads[u][h].absmax[c] = present && column_valid[c] ? absmax : 0.0f;
+          loads[u][h].absmax[c] = present && lanes.column_valid[c] ? absmax : 0.0f;
         }
 #pragma unroll
         for (int group = 0; group < kRowGroups; ++group)
 #pragma unroll
           for (int v = 0; v < 2; ++v)
-            loads[u][h].x[group][v] = present && row_valid[group]
-                                          ? __ldg(reinterpret_cast<const uint4*>(x_row[group] + half0) + v)
+            loads[u][h].x[group][v] = present && lanes.row_valid[group]
+                                          ? __ldg(reinterpret_cast<const uint4*>(lanes.x_row[group] + half0) + v)
                                           : make_uint4(0, 0, 0, 0);
       }
 #pragma unroll
@@ -456,8 +448,8 @@ __device__ __forceinline__ void decode_tile_deferred(const RowsGemmParams& p, co
       }
   }
 
-  finish_tile<Element, kLora>(p, split, expert, row0, row_end, row_valid,
-                              [&](int i, int half) { return warp_col0 + 16 * i + g + 8 * half; }, acc);
+  finish_tile<Element, kLora>(p, split, expert, row0, row_end, lanes.row_valid,
+                              [&](int i, int half) { return lanes.feature(i, half); }, acc);
 }
 
 }  // namespace decode_detail

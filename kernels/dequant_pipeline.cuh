@@ -24,15 +24,6 @@ __device__ __forceinline__ void cp_async_wait_group() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
 }
 
-// 16 bytes copied, or zeros written instead when `copy` is false (source size 0:
-// nothing is read). The "memory" clobber keeps the compiler from moving ordinary
-// shared-memory accesses across it.
-__device__ __forceinline__ void cp_async_16_or_zero(void* shared_destination, const void* global_source, bool copy) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_address(shared_destination)),
-               "l"(global_source), "r"(copy ? 16 : 0)
-               : "memory");
-}
-
 // One ring slot of packed chunks: chunk i of the step's weight tile belongs to
 // thread i % Threads, which copies it in and later dequantizes it, so no barrier
 // separates the two.

@@ -28,8 +28,9 @@ constexpr int kProjectThreads = 32 * kProjectWarps;
 constexpr int kProjectChunk = 64;  // depth of one mma group: 16 elements for each of a row's 4 threads
 
 // The rows kernel reads Vectors such groups of a row at once (a 128 * Vectors byte
-// segment of each row per step): 256-byte runs of a row measured 6% faster than
-// 128-byte pieces (bench/RESULTS.md, ninth pass). Within a step, thread t holds
+// segment of each row per step): at 2 blocks per SM, 256-byte runs of a row measured
+// 6% faster than 128-byte pieces (bench/RESULTS.md, ninth pass); 128-byte pieces at 3
+// blocks per SM beat both (eleventh pass). Within a step, thread t holds
 // elements 16 (Vectors t + v) .. + 15 for group v; the factor is staged with group v
 // of thread t at column 16 (4 v + t), so each group's B fragments are read like the
 // 64-deep layout's (one 128-byte run per rank row: no bank conflicts).
@@ -208,9 +209,11 @@ template <class Activation>
 void launch_lora_rows_project(const RowsGemmParams& params, int64_t row_tiles, cudaStream_t stream) {
   if (row_tiles == 0) return;
   const dim3 grid(static_cast<unsigned>(row_tiles));
-  // Rank 16 reads 256-byte row segments a step; wider ranks hold more accumulators
-  // and factor values: 128-byte segments, or one block per SM with the whole
-  // register file (no spills on sm_90a: cuobjdump -res-usage).
+  // Rank 16: 128-byte row segments, 2 steps in flight, 3 blocks per SM (80 registers,
+  // no spills on sm_90a); more warps per SM beat longer runs per warp: the 8192-token
+  // backward 1-3% faster than 256-byte segments at 2 blocks (bench/RESULTS.md, eleventh
+  // pass). Wider ranks hold more accumulators and factor values: 128-byte segments at 2
+  // blocks, or one block per SM with the whole register file (cuobjdump -res-usage).
   const auto launch = [&](auto kernel) {
     launch_chained(kernel, grid, kProjectThreads, 0, stream, "lora_rows_project_kernel", params);
   };

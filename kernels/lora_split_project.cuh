@@ -12,8 +12,10 @@
 #pragma once
 
 #include "chained_launch.cuh"
+#include "dequant_pipeline.cuh"
 #include "lora_rows_project.cuh"
 #include "split_partials.cuh"
+#include "tile_loaders.cuh"
 
 #include <cstdint>
 #include <type_traits>

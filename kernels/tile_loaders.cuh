@@ -21,6 +21,14 @@ __device__ __forceinline__ void cp_async_16(void* shared_destination, const void
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_address(shared_destination)),
                "l"(global_source));
 }
+// The same, or 16 zero bytes written instead when `copy` is false (source size 0:
+// nothing is read). The "memory" clobber keeps the compiler from moving ordinary
+// shared-memory accesses across it.
+__device__ __forceinline__ void cp_async_16_or_zero(void* shared_destination, const void* global_source, bool copy) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_address(shared_destination)),
+               "l"(global_source), "r"(copy ? 16 : 0)
+               : "memory");
+}
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
 
 // Tile element (r, c) = rows view (row0 + r, col0 + c); rows at or past row_end
