@@ -11,6 +11,17 @@
 // complete, completion stays in stream order down the chain. Then it lets its own
 // dependents launch (they wait in turn). Launched any other way, or before sm_90,
 // both instructions are no-ops.
+//
+// One exception (ChainEntry::WaitBeforeWrites): a kernel whose predecessor in the chain
+// produced nothing it reads before some point may run up to that point first. It lets
+// its dependents launch at entry and waits before the point, before any global write
+// and before any exit. That is safe when its predecessor waits first (the contract
+// above): a kernel launches only after every block of its predecessor has entered,
+// and so has waited in turn, so everything the chain produced before the predecessor
+// is complete and visible, and what the predecessor writes is read only after the
+// wait. Its successor waits for its completion, which comes after its wait, so the
+// chain completes in order as before. The decode GEMMs use it when the LoRA
+// projection just before them writes only the rows their epilogue reads.
 #pragma once
 
 #include "cuda_check.cuh"
@@ -18,15 +29,40 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
+#include <cstdint>
 #include <utility>
 
 namespace moeq::cuda {
 
-__device__ __forceinline__ void enter_chained_kernel() {
+// Holds the kernel until the grids it depends on have completed and their writes are visible.
+__device__ __forceinline__ void wait_for_chained_inputs() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Lets the next kernel in the chain launch (it waits in turn).
+__device__ __forceinline__ void allow_chained_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+__device__ __forceinline__ void enter_chained_kernel() {
+  wait_for_chained_inputs();
+  allow_chained_dependents();
+}
+
+// Where a chained kernel waits for its predecessor: at entry (the contract above), or
+// before its first global write and before any exit, for a kernel whose predecessor
+// wrote nothing it reads before then (the exception above).
+enum class ChainEntry : uint8_t { WaitFirst, WaitBeforeWrites };
+
+// The kernel's entry under `entry`: enter_chained_kernel, or only letting its
+// dependents launch (the kernel then calls wait_for_chained_inputs itself).
+__device__ __forceinline__ void enter_chained_kernel(ChainEntry entry) {
+  if (entry == ChainEntry::WaitFirst) wait_for_chained_inputs();
+  allow_chained_dependents();
 }
 
 // Whether the current device takes programmatic dependent launch (compute

@@ -22,6 +22,10 @@ namespace {
 // Blocks that fill the GPU about twice (4 blocks per SM on 132 SMs): fewer leave
 // its memory system idle, so the depth is split until the grid reaches them.
 constexpr int64_t kDecodeTargetBlocks = 1024;
+// The mean rows per expert up to which the decode kernels are built for tiles
+// of at most 8 rows (most tiles then fit: Poisson routing at a mean of 4 puts ~2% of
+// the experts above 8 rows).
+constexpr int64_t kOneRowGroupMeanRows = 4;
 // Each split keeps at least this much depth (whole 128-deep macro steps).
 constexpr int64_t kDecodeMinSplitDepth = 512;
 
@@ -49,7 +53,7 @@ size_t decode_gemm_workspace_bytes(bool b_transposed, int64_t rows, int64_t expe
 }
 
 void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemmParams& params, int64_t rows,
-                        int64_t row_tiles, float* split_partials, cudaStream_t stream) {
+                        int64_t row_tiles, float* split_partials, ChainEntry entry, cudaStream_t stream) {
   if (params.schedule.row_tile != kDecodeRowTile)
     fail(MOEQ_ERR_INTERNAL, "decode_gemm_kernel: schedule of " + std::to_string(params.schedule.row_tile) +
                                 "-row tiles");
@@ -62,21 +66,39 @@ void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemm
   const SplitPartials split{split_depth < params.depth ? split_partials : nullptr, rows, params.cols, split_depth};
   const int64_t splits = ceil_div(params.depth, split_depth);
   const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(col_tiles), static_cast<unsigned>(splits));
+  // Tiles of at most 8 rows expected (a mean of at most kOneRowGroupMeanRows rows per
+  // expert with rows): the [E, K, N] kernel built for one n8 row group, with more warps
+  // per SM; a larger tile takes it two passes. (The [E, N, K] one built so, at 6 blocks
+  // per SM, was 40% slower on Qwen3's 64-token gate_up: bench/RESULTS.md, eleventh pass.)
+  const int64_t experts_with_rows = std::max<int64_t>(1, std::min<int64_t>(rows, params.schedule.experts));
+  const bool one_row_group = rows <= kOneRowGroupMeanRows * experts_with_rows;
   const auto launch = [&](auto kernel) {
     launch_chained(kernel, grid, kDecodeThreads, 0, stream,
-                   b_transposed ? "decode_gemm_transposed_kernel" : "decode_gemm_kernel", params, split);
+                   b_transposed ? "decode_gemm_transposed_kernel" : "decode_gemm_kernel", params, split, entry);
   };
   const auto launch_for = [&](auto tag) {
     using Activation = decltype(tag);
     if (b_transposed) {
-      if (params.rank > 0) launch(decode_gemm_transposed_kernel<Activation, true>);
-      else launch(decode_gemm_transposed_kernel<Activation, false>);
-    } else if (params.weight.blocksize_log2 >= 6) {  // blocks of >= 64: the scale applied to sums
-      if (params.rank > 0) launch(decode_gemm_kernel<Activation, true, true>);
-      else launch(decode_gemm_kernel<Activation, false, true>);
+      const auto instance = [&](auto lora, auto row_groups) {
+        launch(decode_gemm_transposed_kernel<Activation, decltype(lora)::value, decltype(row_groups)::value>);
+      };
+      const auto row_groups = [&](auto lora) {
+        if (one_row_group) instance(lora, std::integral_constant<int, 1>{});
+        else instance(lora, std::integral_constant<int, 2>{});
+      };
+      if (params.rank > 0) row_groups(std::true_type{});
+      else row_groups(std::false_type{});
     } else {
-      if (params.rank > 0) launch(decode_gemm_kernel<Activation, true, false>);
-      else launch(decode_gemm_kernel<Activation, false, false>);
+      const auto instance = [&](auto lora, auto deferred_scale) {
+        launch(decode_gemm_kernel<Activation, decltype(lora)::value, decltype(deferred_scale)::value>);
+      };
+      const auto deferred_scale = [&](auto lora) {
+        // Blocks of >= 64: the scale applied to sums.
+        if (params.weight.blocksize_log2 >= 6) instance(lora, std::true_type{});
+        else instance(lora, std::false_type{});
+      };
+      if (params.rank > 0) deferred_scale(std::true_type{});
+      else deferred_scale(std::false_type{});
     }
   };
   if (activation == ScalarType::Float16) launch_for(Float16Bits{});

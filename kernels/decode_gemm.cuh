@@ -1,12 +1,17 @@
 // The decode GEMM: y = x W^T + s (x A^T) B^T when each expert has a few rows. Such a
-// call is bound by streaming the 4-bit weights, so nothing goes through shared
+// call reads each 4-bit weight once for a few products, so nothing goes through shared
 // memory but the code table (by byte: PairTable). It is computed transposed, y^T = W x^T: the
 // weight columns are the mma's M side (two m16 tiles, 32 columns per warp) and the
 // tile's token rows its n8 side, so the usual tile of at most 8 rows fills the n8
 // tile; up to 16 rows take a second one. A grid too small for the GPU splits the
-// depth over grid z (split_partials.cuh). On the H200 these kernels are bound by
-// instruction issue (lookup, scale and conversion per weight), not by latency: more
-// loads in flight at fewer blocks per SM measured slower. Serves W stored [E, N, K] (blocks along the
+// depth over grid z (split_partials.cuh). On the H200 these kernels are bound by the
+// latency of each warp's chain of load, lookup, scale, conversion and mma, with too
+// few warps to hide it (ncu: no eligible warp in 53% of cycles at 16 warps per SM);
+// more loads in flight at fewer blocks per SM measured slower (registers twice, a
+// cp.async ring once: bench/RESULTS.md, tenth pass). Hence the [E, K, N] kernel's build
+// for one n8 row group, which fits 4 blocks per SM instead of 3. The [E, N, K] kernel
+// built so at 6 blocks per SM measured 40% slower (eleventh pass), perhaps because six
+// 32 KB tables leave little of the SM's memory to L1. Serves W stored [E, N, K] (blocks along the
 // reduced K, K a multiple of 32) with 16-bit activations in 16-byte aligned rows;
 // other calls take the row-tiled kernel.
 #pragma once
@@ -167,6 +172,8 @@ template <class Element, bool kLora, int kTiles, int kRowGroups, class Feature>
 __device__ __forceinline__ void finish_tile(const RowsGemmParams& p, const SplitPartials& split, int32_t expert,
                                             int64_t row0, int64_t row_end, const bool (&row_valid)[kRowGroups],
                                             Feature feature, float (&acc)[kTiles][kRowGroups][4]) {
+  // The LoRA rows and the outputs may be the chain predecessor's (ChainEntry).
+  wait_for_chained_inputs();
   if constexpr (kLora) {
     if (blockIdx.z == 0) add_lora_rank_steps<Element>(p, expert, row0, row_valid, feature, acc);
   }
@@ -188,16 +195,32 @@ __device__ __forceinline__ void finish_tile(const RowsGemmParams& p, const Split
 
 // The body of both decode kernels: the block's row tile and the code table, then
 // `tile` with one n8 group of token rows (a tile of at most 8 rows; row_end is the
-// expert's end, so this is uniform per block) or two.
-template <class Tile>
-__device__ __forceinline__ void decode_block(const RowsGemmParams& p, float (&code)[16], Tile tile) {
+// expert's end, so this is uniform per block) or two. A kernel built for one group
+// (kMaxRowGroups 1: fewer registers, more warps per SM) takes a larger tile in two
+// passes of 8 rows, each streaming the weights again.
+// The code table (`table`: PairTable or OperandPairTable) is filled first, once.
+template <int kMaxRowGroups, class Table, class Tile>
+__device__ __forceinline__ void decode_block(const RowsGemmParams& p, float (&code)[16], Table& table, Tile tile) {
+  static_assert(kMaxRowGroups == 1 || kMaxRowGroups == 2, "one or two n8 row groups");
   int32_t expert;
   int64_t row0, row_end;
-  if (!find_row_tile(p.schedule, blockIdx.x, kDecodeRowTile, &expert, &row0, &row_end)) return;
+  if (!find_row_tile(p.schedule, blockIdx.x, kDecodeRowTile, &expert, &row0, &row_end)) {
+    wait_for_chained_inputs();  // no exit before it (ChainEntry)
+    return;
+  }
   if (threadIdx.x < 16) code[threadIdx.x] = code_value(p.weight.format, threadIdx.x);
   __syncthreads();
-  if (row_end - row0 <= 8) tile(std::integral_constant<int, 1>{}, expert, row0, row_end);
-  else tile(std::integral_constant<int, 2>{}, expert, row0, row_end);
+  table.fill(code);
+  __syncthreads();
+  if constexpr (kMaxRowGroups == 1) {
+    // row_end is the expert's end: the tile holds at most kDecodeRowTile of its rows.
+    const int64_t tile_end = std::min<int64_t>(row_end, row0 + kDecodeRowTile);
+    for (int64_t first = row0; first < tile_end; first += 8)
+      tile(std::integral_constant<int, 1>{}, expert, first, std::min<int64_t>(tile_end, first + 8));
+  } else {
+    if (row_end - row0 <= 8) tile(std::integral_constant<int, 1>{}, expert, row0, row_end);
+    else tile(std::integral_constant<int, 2>{}, expert, row0, row_end);
+  }
 }
 
 // absmax of block `block` (block_absmax with the nested decode chosen at compile time:
@@ -434,17 +457,16 @@ __device__ __forceinline__ void decode_tile_deferred(const RowsGemmParams& p, co
 // kDeferredScale: decode_tile_deferred (blocksize >= 64, chosen at launch), else decode_tile.
 template <class Activation, bool kLora, bool kDeferredScale>
 __global__ void __launch_bounds__(kDecodeThreads, 4)
-    decode_gemm_kernel(const RowsGemmParams p, const SplitPartials split) {
+    decode_gemm_kernel(const RowsGemmParams p, const SplitPartials split, const ChainEntry entry) {
   static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
-  enter_chained_kernel();
+  enter_chained_kernel(entry);
   using Element = typename OperandOf<Activation>::Element;
   // Constant shared addresses, so each lookup is one LDS at [offset + constant].
   __shared__ float code[16];
   __shared__ std::conditional_t<kDeferredScale, decode_detail::OperandPairTable<Element>, decode_detail::PairTable>
       table;
-  decode_detail::decode_block(p, code, [&](auto groups, int32_t expert, int64_t row0, int64_t row_end) {
-    table.fill(code);
-    __syncthreads();
+  decode_detail::decode_block<2>(p, code, table, [&](auto groups, int32_t expert, int64_t row0,
+                                                                 int64_t row_end) {
     constexpr int kRowGroups = decltype(groups)::value;
     if constexpr (kDeferredScale) {
       if (p.weight.nested)

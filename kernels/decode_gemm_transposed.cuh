@@ -20,6 +20,9 @@ constexpr int kDecodeTransposedCols = kDecodeWarps * kDecodeTransposedWarpCols;
 // bound; at 128 the loads spilled beside the two n8 tiles' 64 accumulators).
 constexpr int kDecodeTransposedStepsInFlight = 4;
 
+// Blocks per SM of the one-row-group kernel: at 5, ptxas spills 3-5x more (sm_90a).
+constexpr int kDecodeTransposedOneGroupBlocks = 4;
+
 namespace decode_detail {
 
 // One k16 step of loads for one lane: its 16 features in depth rows 2t, 2t + 1,
@@ -134,17 +137,18 @@ __device__ __forceinline__ void decode_transposed_tile(const RowsGemmParams& p, 
 
 }  // namespace decode_detail
 
-template <class Activation, bool kLora>
-__global__ void __launch_bounds__(kDecodeThreads, 3) decode_gemm_transposed_kernel(const RowsGemmParams p,
-                                                                                   const SplitPartials split) {
+// kMaxRowGroups: decode_block's row groups (1 where the launch expects tiles of at most
+// 8 rows: more blocks per SM).
+template <class Activation, bool kLora, int kMaxRowGroups>
+__global__ void __launch_bounds__(kDecodeThreads, kMaxRowGroups == 1 ? kDecodeTransposedOneGroupBlocks : 3)
+    decode_gemm_transposed_kernel(const RowsGemmParams p, const SplitPartials split, const ChainEntry entry) {
   static_assert(OperandOf<Activation>::kTerms == 1, "16-bit activations only");
-  enter_chained_kernel();
+  enter_chained_kernel(entry);
   // Constant shared addresses: one LDS per lookup at [offset + constant].
   __shared__ float code[16];
   __shared__ decode_detail::PairTable table;
-  decode_detail::decode_block(p, code, [&](auto groups, int32_t expert, int64_t row0, int64_t row_end) {
-    table.fill(code);
-    __syncthreads();
+  decode_detail::decode_block<kMaxRowGroups>(p, code, table, [&](auto groups, int32_t expert, int64_t row0,
+                                                                 int64_t row_end) {
     constexpr int kRowGroups = decltype(groups)::value;
     if (p.weight.nested)
       decode_detail::decode_transposed_tile<Activation, kLora, true, kRowGroups>(p, split, table, expert, row0,

@@ -120,7 +120,10 @@ void expert_gemm_backward(const ExpertGemmGradProblem& problem, void* stream_han
       // dY W with W read along its output features is the forward's other layout:
       // the decode GEMM for [E, depth, cols] weights serves [E, N, K], and back.
       gemm.schedule = project_schedule;
-      launch_decode_gemm(activation, b_transposed, gemm, shape.rows, project_row_tiles, split_partials, stream);
+      // With LoRA, dY B (need_grad_y_lora_b) was the last launch and wrote only gemm.lora_rows.
+      const ChainEntry entry = gemm.rank > 0 ? ChainEntry::WaitBeforeWrites : ChainEntry::WaitFirst;
+      launch_decode_gemm(activation, b_transposed, gemm, shape.rows, project_row_tiles, split_partials, entry,
+                         stream);
     } else {
       launch_dequant_gemm(activation, b_transposed, gemm, row_tiles, stream);
     }

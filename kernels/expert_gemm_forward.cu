@@ -92,7 +92,10 @@ void expert_gemm(const ExpertGemmProblem& problem, void* stream_handle) {
     launch_expert_schedule(common.group_end, common.group_end_is_int64, shape.rows, wide, stream);
     launch_wgmma_gemm(common.activation_type, b_transposed, gemm, wide, shape.rows, shape.experts, stream);
   } else if (decode) {
-    launch_decode_gemm(common.activation_type, b_transposed, gemm, shape.rows, row_tiles, split_partials, stream);
+    // With LoRA, x A^T was the last launch and wrote only gemm.lora_rows.
+    const ChainEntry entry = shape.rank > 0 ? ChainEntry::WaitBeforeWrites : ChainEntry::WaitFirst;
+    launch_decode_gemm(common.activation_type, b_transposed, gemm, shape.rows, row_tiles, split_partials, entry,
+                       stream);
   }
   else launch_dequant_gemm(common.activation_type, b_transposed, gemm, row_tiles, stream);
 }

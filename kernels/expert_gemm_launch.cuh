@@ -2,6 +2,7 @@
 // forward and backward passes are sequences of these launches.
 #pragma once
 
+#include "chained_launch.cuh"
 #include "core/scalar.hpp"
 #include "expert_rows_gemm.cuh"
 #include "lora_grad.cuh"
@@ -20,11 +21,13 @@ void launch_dequant_gemm(ScalarType activation, bool b_transposed, const RowsGem
 // 16-bit activations, aligned rows and weight.
 // Calls whose grid would leave the GPU idle split their depth: the partial sums go
 // to split_partials (decode_gemm_workspace_bytes of workspace for M = rows; null:
-// no split) and a reduction adds them in order.
+// no split) and a reduction adds them in order. `entry`: WaitBeforeWrites only when
+// the launch just before this one (the LoRA projection) wrote nothing but
+// params.lora_rows (chained_launch.cuh), so the products overlap its end.
 bool decode_gemm_serves(ScalarType activation, bool b_transposed, const RowsGemmParams& params);
 size_t decode_gemm_workspace_bytes(bool b_transposed, int64_t rows, int64_t experts, int64_t depth, int64_t cols);
 void launch_decode_gemm(ScalarType activation, bool b_transposed, const RowsGemmParams& params, int64_t rows,
-                        int64_t row_tiles, float* split_partials, cudaStream_t stream);
+                        int64_t row_tiles, float* split_partials, ChainEntry entry, cudaStream_t stream);
 
 // The Hopper GEMM (wgmma_gemm.cuh) for y = x W^T + s (x A^T) B^T: whether it serves
 // the call (a compute capability 9.0 device, 16-bit activations and output, x and

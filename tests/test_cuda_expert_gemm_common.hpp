@@ -145,12 +145,17 @@ inline ExpertGemmCase training_gpu_case(int i) {
 
 // Case i of the decode-sized sweep with deep products: fewer than 32 rows per
 // expert (the decode GEMM and projections over 16-row tiles, one or two n8 row
-// groups), K and N of 1024..2048 so that both the projections and the decode GEMM
+// groups, the kernel built for one), K and N of 1024..2048 so that both the projections and the decode GEMM
 // split their depth over several blocks (partial last splits, a partial column
 // tile), both layouts, LoRA factors as 16-byte vectors (the activation's dtype) or
 // float32, ranks across the split projection's rank forms.
 inline ExpertGemmCase decode_gpu_case(int i) {
-  const std::vector<std::vector<int64_t>> routings = {{17, 0, 5, 30}, {1, 2, 3, 8}, {16, 16, 0, 9}};
+  // The last three: at most 4 rows per expert on average (the [E, N, K] decode kernel
+  // built for one n8 row group) with an expert of 9..16 rows (a tile in two passes)
+  // and one of 23 (a 16-row tile in two passes and a 7-row one).
+  const std::vector<std::vector<int64_t>> routings = {
+      {17, 0, 5, 30}, {1, 2, 3, 8}, {16, 16, 0, 9}, {2, 9, 1, 0}, {1, 0, 2, 1, 3, 14, 1, 2, 0, 1},
+      {0, 1, 1, 1, 1, 2, 23, 1}};
   const int64_t ranks[5] = {16, 0, 33, 64, 7};
   ExpertGemmCase c;
   c.layout = i % 2 == 1 ? MOEQ_LAYOUT_EXPERT_IN_OUT : MOEQ_LAYOUT_EXPERT_OUT_IN;
