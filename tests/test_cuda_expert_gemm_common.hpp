@@ -145,12 +145,12 @@ inline ExpertGemmCase training_gpu_case(int i) {
 
 // Case i of the decode-sized sweep with deep products: fewer than 32 rows per
 // expert (the decode GEMM and projections over 16-row tiles, one or two n8 row
-// groups, the kernel built for one), K and N of 1024..2048 so that both the projections and the decode GEMM
-// split their depth over several blocks (partial last splits, a partial column
-// tile), both layouts, LoRA factors as 16-byte vectors (the activation's dtype) or
+// groups, the [E, K, N] kernel built for one), K and N of 1024..2048 so that both
+// the projections and the decode GEMM split their depth over several blocks
+// (partial last splits, a partial column tile), both layouts, LoRA factors as 16-byte vectors (the activation's dtype) or
 // float32, ranks across the split projection's rank forms.
 inline ExpertGemmCase decode_gpu_case(int i) {
-  // The last three: at most 4 rows per expert on average (the [E, N, K] decode kernel
+  // The last three: at most 4 rows per expert on average (the [E, K, N] decode kernel
   // built for one n8 row group) with an expert of 9..16 rows (a tile in two passes)
   // and one of 23 (a 16-row tile in two passes and a 7-row one).
   const std::vector<std::vector<int64_t>> routings = {
