@@ -10,7 +10,7 @@
 #   bench/gpu_compare.sh                  there, from the repository root, carrying
 #                                         .gpu_multi (and .whl for bitsandbytes)
 #
-# PREBUILD=1 with prepare also builds each tree here (sm_90a only; the first tree with
+# PREBUILD=1 with prepare also builds each tree here (no PTX; the first tree with
 # its CUDA suites unless CHECKS=none), without its object files, so the device call
 # spends no time building (a third of the twelfth pass' device time went to builds):
 # ~10 min per tree on 2 cores, ~10 MB each to carry. There, a prebuilt tree that does
