@@ -2,8 +2,8 @@
 # built here ahead of a device call, and found there. Sourced with `stage` set.
 
 # Builds the staged tree $1 in $1/build as the device would (gpu_gemm_check.sh's
-# configuration) for sm_80 and sm_90a without PTX (CMakeLists.txt: sm_90a alone does not
-# build), the library and, with $2 = suites, the CUDA suites; then
+# configuration) for sm_90a and sm_80 without PTX (CMakeLists.txt: sm_90a must not come
+# last), the library and, with $2 = suites, the CUDA suites; then
 # drops what only a rebuild needs.
 prebuild() {
   local tree=$1 deps=$stage/deps start=$SECONDS
@@ -11,7 +11,7 @@ prebuild() {
   [ "${2:-}" = suites ] && targets="moeq test_cuda_expert_gemm test_cuda_expert_gemm_backward
     test_cuda_concurrency test_cuda_swiglu test_cuda_large_gemm"
   cmake -S "$tree/tree" -B "$tree/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOEQ_CUDA=ON \
-    -DMOEQ_CUDA_GENCODE="-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90a,code=sm_90a" \
+    -DMOEQ_CUDA_GENCODE="-gencode=arch=compute_90a,code=sm_90a;-gencode=arch=compute_80,code=sm_80" \
     -DCMAKE_PREFIX_PATH="$deps" -DMOEQ_DLPACK_INCLUDE_DIR="$deps/include" \
     -DMOEQ_CBLAS_INCLUDE_DIR="$deps/include" -DMOEQ_CBLAS_LIBRARY="$deps/lib/libblas.so.3" \
     -DMOEQ_BUILD_PYTHON=OFF -DMOEQ_BUILD_JAVA=OFF -DMOEQ_BUILD_BENCH=OFF > "$tree/prebuild.log" 2>&1 &&
