@@ -10,6 +10,12 @@
 #   bench/gpu_compare.sh                  there, from the repository root, carrying
 #                                         .gpu_multi (and .whl for bitsandbytes)
 #
+# PREBUILD=1 with prepare also builds each tree here (no PTX; the first tree with
+# its CUDA suites unless CHECKS=none), without its object files, so the device call
+# spends no time building (a third of the twelfth pass' device time went to builds):
+# ~2-10 min per tree on 2 cores, ~3 MB each to carry. There, a prebuilt tree that does
+# not load (another C++ runtime) is built again as usual.
+#
 # Environment there: CHECKS (steps on the first tree, default "test"; none; "sanitize"
 # no longer fits beside the builds and benches in one 600 s call: run it alone with
 # bench/gpu_gemm_check.sh, STEPS="build sanitize"),
@@ -18,6 +24,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stage=$(pwd)/.gpu_multi
+
+# shellcheck source=bench/gpu_trees.sh
+source bench/gpu_trees.sh
 
 if [ "${1:-}" = prepare ]; then
   set -e
@@ -30,6 +39,7 @@ if [ "${1:-}" = prepare ]; then
     name=$(printf '%02d' "$index")
     REF=$ref STAGE=$stage/$name DEPS=$stage/deps bench/gpu_gemm_check.sh prepare
     echo "$ref" > "$stage/$name/ref"
+    [ "${PREBUILD:-0}" = 1 ] && prebuild "$stage/$name" "$([ "$index" = 0 ] && [ "${CHECKS:-}" != none ] && echo suites)"
     index=$((index + 1))
   done
   echo "staged $# trees in $stage ($(du -sh "$stage" | cut -f1))"
@@ -52,9 +62,12 @@ run_step() {  # tree, steps, extra environment...
 }
 for tree in $trees; do
   mkdir -p "$out/$tree"
-  targets=moeq
+  suites=""
   # The first tree also builds the CUDA suites, unless no checks will run them.
-  [ "$tree" = "$first" ] && [ "${CHECKS:-}" != none ] && targets=""
+  [ "$tree" = "$first" ] && [ "${CHECKS:-}" != none ] && suites=suites
+  use_prebuilt "$tree" "$suites" > "$out/$tree-build.txt" 2>&1 && continue
+  targets=moeq
+  [ -n "$suites" ] && targets=""
   ( run_step "$tree" build JOBS=$jobs ${targets:+TARGETS=$targets} > "$out/$tree-build.txt" 2>&1 ) &
 done
 wait

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Nsight Compute on one kernel of several commits, on one GPU machine in one call: build
-# libmoeq of every tree staged by `bench/gpu_compare.sh prepare REF...` side by side,
+# libmoeq of every tree staged by `bench/gpu_compare.sh prepare REF...` side by side
+# (unless prepared with PREBUILD=1),
 # then profile the first launch of KERNEL (a regex) in bench/kernel_profile.py's run of
 # each tree and print the lines that say what bounds it. Run there from the repository
 # root, carrying .gpu_multi:
@@ -18,7 +19,10 @@ export DEPS=$stage/deps
 trees=$(cd "$stage" && ls -d [0-9][0-9] | sort)
 count=$(echo "$trees" | wc -w)
 jobs=$(( $(nproc) / count > 2 ? $(nproc) / count : 2 ))
+# shellcheck source=bench/gpu_trees.sh
+source bench/gpu_trees.sh
 for tree in $trees; do
+  use_prebuilt "$tree" > "$out/build-$tree.txt" 2>&1 && continue
   ( STAGE="$stage/$tree" BUILD="/tmp/moeq-$tree" OUT="$out/$tree" STEPS=build TARGETS=moeq JOBS=$jobs \
       bash bench/gpu_gemm_check.sh > "$out/build-$tree.txt" 2>&1 ) &
 done

@@ -19,7 +19,7 @@ int device_count() {
 const char* build_info() {
   static const std::string info = "CUDA " + std::to_string(CUDART_VERSION / 1000) + "." +
                                   std::to_string(CUDART_VERSION % 1000 / 10) +
-                                  " (static runtime), sm_80 sm_90a + compute_90 PTX";
+                                  " (static runtime), " MOEQ_CUDA_TARGETS_TEXT;
   return info.c_str();
 }
 
