@@ -13,7 +13,7 @@
 # PREBUILD=1 with prepare also builds each tree here (no PTX; the first tree with
 # its CUDA suites unless CHECKS=none), without its object files, so the device call
 # spends no time building (a third of the twelfth pass' device time went to builds):
-# ~2-10 min per tree on 2 cores, ~3 MB each to carry. There, a prebuilt tree that does
+# ~2.5-10 min per tree on 2 cores, ~3 MB each to carry. There, a prebuilt tree that does
 # not load (another C++ runtime) is built again as usual.
 #
 # Environment there: CHECKS (steps on the first tree, default "test"; none; "sanitize"

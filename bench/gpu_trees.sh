@@ -32,8 +32,14 @@ use_prebuilt() {
   local build=$stage/$1/build
   [ -e "$stage/$1/prebuilt" ] || return 1
   # Unpacked in place: the build's absolute paths (RPATH, CTest) are this checkout's.
-  [ -d "$build" ] || python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
-    "$stage/$1/build.tar.xz" "$stage/$1" || return 1
+  [ -d "$build" ] || python3 - "$stage/$1/build.tar.xz" "$stage/$1" <<'UNPACK' || return 1
+import sys, tarfile
+with tarfile.open(sys.argv[1]) as archive:
+    try:  # Python >= 3.12 (and 3.11.4): refuse members that would land outside
+        archive.extractall(sys.argv[2], filter="tar")
+    except TypeError:
+        archive.extractall(sys.argv[2])
+UNPACK
   LD_LIBRARY_PATH=$stage/deps/lib python3 -c 'import ctypes, sys; ctypes.CDLL(sys.argv[1])' "$build/libmoeq.so" ||
     return 1
   [ "${2:-}" != suites ] || "$build/tests/test_cuda_expert_gemm" --help > /dev/null || return 1
