@@ -10,10 +10,10 @@
 // more loads in flight at fewer blocks per SM measured slower (registers twice, a
 // cp.async ring once: bench/RESULTS.md, tenth pass). Hence the [E, K, N] kernel's build
 // for one n8 row group, which fits 4 blocks per SM instead of 3. The [E, N, K] kernel
-// built so at 6 blocks per SM measured 40% slower (eleventh pass), perhaps because six
-// 32 KB tables leave little of the SM's memory to L1. Serves W stored [E, N, K] (blocks along the
-// reduced K, K a multiple of 32) with 16-bit activations in 16-byte aligned rows;
-// other calls take the row-tiled kernel.
+// built so at 6 blocks per SM measured 40% slower (eleventh pass), and not for want of
+// L1: with tables of half the size it was still 11% slower (twelfth pass). Serves W
+// stored [E, N, K] (blocks along the reduced K, K a multiple of 32) with 16-bit
+// activations in 16-byte aligned rows; other calls take the row-tiled kernel.
 #pragma once
 
 #include "chained_launch.cuh"

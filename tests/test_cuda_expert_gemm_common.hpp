@@ -147,8 +147,9 @@ inline ExpertGemmCase training_gpu_case(int i) {
 // expert (the decode GEMM and projections over 16-row tiles, one or two n8 row
 // groups, the [E, K, N] kernel built for one), K and N of 1024..2048 so that both
 // the projections and the decode GEMM split their depth over several blocks
-// (partial last splits, a partial column tile), both layouts, LoRA factors as 16-byte vectors (the activation's dtype) or
-// float32, ranks across the split projection's rank forms.
+// (partial last splits, a partial column tile), both layouts, LoRA factors as 16-byte
+// vectors (the activation's dtype) or float32, ranks across the split projection's
+// rank forms.
 inline ExpertGemmCase decode_gpu_case(int i) {
   // The last three: at most 4 rows per expert on average (the [E, K, N] decode kernel
   // built for one n8 row group) with an expert of 9..16 rows (a tile in two passes)
