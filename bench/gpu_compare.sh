@@ -53,34 +53,11 @@ fi
 out=${OUT:-$stage/out}
 mkdir -p "$out"
 rm -f "$out"/*-bench.txt "$out"/*-bench-again.txt  # a warm machine's earlier call
-export DEPS=$stage/deps
 trees=$(cd "$stage" && ls -d [0-9][0-9] | sort)
 first=$(echo "$trees" | head -1)
-count=$(echo "$trees" | wc -w)
-jobs=$(( $(nproc) / count > 2 ? $(nproc) / count : 2 ))
-run_step() {  # tree, steps, extra environment...
-  local tree=$1 steps=$2
-  shift 2
-  env "$@" STAGE="$stage/$tree" BUILD="/tmp/moeq-$tree" OUT="$out/$tree" STEPS="$steps" \
-    bash bench/gpu_gemm_check.sh
-}
-for tree in $trees; do
-  mkdir -p "$out/$tree"
-  suites=""
-  # The first tree also builds the CUDA suites, unless no checks will run them.
-  [ "$tree" = "$first" ] && [ "${CHECKS:-}" != none ] && suites=suites
-  use_prebuilt "$tree" "$suites" > "$out/$tree-build.txt" 2>&1 && continue
-  targets=moeq
-  [ -n "$suites" ] && targets=""
-  ( run_step "$tree" build JOBS=$jobs ${targets:+TARGETS=$targets} > "$out/$tree-build.txt" 2>&1 ) &
-done
-wait
 status=0
-for tree in $trees; do
-  echo "== $tree: $(cat "$stage/$tree/ref") ($(cat "$stage/$tree/commit"))"
-  tail -2 "$out/$tree-build.txt"
-  grep -q "build failed" "$out/$tree-build.txt" && status=1
-done
+# The first tree also builds the CUDA suites, unless no checks will run them.
+build_trees "$([ "${CHECKS:-}" != none ] && echo suites)" || status=1
 for tree in $trees $first; do
   echo "== bench $tree: $(cat "$stage/$tree/ref")"
   # The first tree's second bench goes to its own log, so both of its runs stay.

@@ -16,7 +16,8 @@
 # DEPS (the staged dependencies, default $STAGE/deps: several staged trees can share
 # one), BUILD (the build folder, default /tmp/moeq-gemm-build), OUT (logs; default
 # $STAGE/out), TARGETS (what the build step builds; default the library and the
-# CUDA suites, "moeq" alone serves a bench-only run), JOBS (16), STEPS (default
+# CUDA suites, "moeq" alone serves a bench-only run), CMAKE_ARGS (more configure
+# options, e.g. -DMOEQ_CUDA_GENCODE=...), JOBS (16), STEPS (default
 # "build test sanitize bench"), SANITIZER_TOOLS (default "memcheck racecheck
 # initcheck synccheck"), SANITIZER_CASES (random cases per suite, 3),
 # SANITIZER_CONCURRENCY_SECONDS (how long the concurrency suite's threads run under
@@ -66,7 +67,7 @@ step_build() {
     cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOEQ_CUDA=ON \
       -DCMAKE_PREFIX_PATH="$deps" -DMOEQ_DLPACK_INCLUDE_DIR="$deps/include" \
       -DMOEQ_CBLAS_INCLUDE_DIR="$deps/include" -DMOEQ_CBLAS_LIBRARY="$deps/lib/libblas.so.3" \
-      -DMOEQ_BUILD_PYTHON=OFF -DMOEQ_BUILD_JAVA=OFF -DMOEQ_BUILD_BENCH=OFF &&
+      -DMOEQ_BUILD_PYTHON=OFF -DMOEQ_BUILD_JAVA=OFF -DMOEQ_BUILD_BENCH=OFF ${CMAKE_ARGS:-} &&
     cmake --build "$build" -j "$jobs" --target ${TARGETS:-moeq ${suites[*]} $large_suite}
   } >>"$out/build.log" 2>&1 || { echo "build failed"; tail -40 "$out/build.log"; exit 1; }
   tail -2 "$out/build.log"
