@@ -19,10 +19,10 @@ run_step() {
 prebuild() {
   local tree=$1 start=$SECONDS
   local targets=moeq
-  [ "${2:-}" = suites ] && targets=""  # gpu_gemm_check.sh's default: the library and the suites
+  [ "${2:-}" = suites ] && targets=""  # empty: gpu_gemm_check.sh's default, the library and the suites
   STAGE="$tree" DEPS="$stage/deps" BUILD="$tree/build" OUT="$tree/prebuild" STEPS=build JOBS="$(nproc)" \
     CMAKE_ARGS="-DMOEQ_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a;-gencode=arch=compute_80,code=sm_80" \
-    ${targets:+TARGETS=$targets} nice bash bench/gpu_gemm_check.sh > "$tree/prebuild.log" 2>&1 &&
+    TARGETS="$targets" nice bash bench/gpu_gemm_check.sh > "$tree/prebuild.log" 2>&1 &&
     ! grep -q "build failed" "$tree/prebuild.log" ||
     { tail -30 "$tree/prebuild.log"; echo "prebuild of $tree failed" >&2; return 1; }
   find "$tree/build" -name '*.o' -delete
